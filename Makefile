@@ -1,0 +1,46 @@
+# rtool: `make` builds the static binary and runs `rtool doctor`; `make test` runs everything.
+
+TARGET      := x86_64-unknown-linux-musl
+BIN         := target/$(TARGET)/release/rtool
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+CARGO       ?= cargo
+SIZE_BUDGET := 4194304
+
+.PHONY: all static toolchain test test-deps lint unit install size bench clean
+
+all: static
+	$(BIN) doctor
+
+# Adds the musl target and a musl C compiler when missing (set RTOOL_NO_INSTALL=1 to forbid).
+toolchain:
+	@scripts/toolchain.sh $(TARGET)
+
+static: toolchain
+	$(CARGO) build --locked --release --target $(TARGET)
+	@echo "static binary: $(BIN)"
+
+test-deps: toolchain
+	@scripts/test-deps.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+# The integration tests run the static release binary, the one that ships.
+test: test-deps static lint
+	RTOOL_BIN=$(CURDIR)/$(BIN) $(CARGO) test --locked
+
+install: static
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/rtool
+	$(DESTDIR)$(PREFIX)/bin/rtool --install -s $(DESTDIR)$(PREFIX)/bin
+
+size: static
+	@scripts/size.sh $(BIN) $(SIZE_BUDGET)
+
+bench: test-deps static
+	@scripts/bench.sh $(CURDIR)/$(BIN)
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Installs the programs the test suite runs as real peers. Only what is missing is installed,
+# so a second run costs nothing.
+set -eu
+
+# Debian package : a program it provides (checked before installing).
+want="
+util-linux:unshare
+iproute2:ip
+"
+
+missing=""
+for pair in $want; do
+    pkg=${pair%%:*}
+    prog=${pair#*:}
+    command -v "$prog" >/dev/null 2>&1 || missing="$missing $pkg"
+done
+
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "test-deps: missing:$missing (install them as root with apt-get)" >&2
+        exit 1
+    fi
+    echo "test-deps: installing$missing"
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi

@@ -1,0 +1,18 @@
+//! What an applet is: a name, a one-line summary, its clap command and its `run`.
+//!
+//! `build.rs` generates the table of every applet in `applets/` from these.
+
+use clap::{ArgMatches, Command};
+
+use crate::ctx::Ctx;
+use crate::error::Result;
+
+/// An applet's entry in the generated table.
+pub struct Applet {
+    pub name: &'static str,
+    pub summary: &'static str,
+    /// The clap definition: arguments, help text and examples.
+    pub command: fn() -> Command,
+    /// The work. Returns the exit code (see [`crate::error::exit`]) or an error.
+    pub run: fn(&Ctx, &ArgMatches) -> Result<u8>,
+}

@@ -1,0 +1,212 @@
+//! Busybox-style dispatch: `rtool APPLET ARGS`, a link named APPLET, or a renamed binary.
+
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::applet::Applet;
+use crate::ctx::{self, Ctx};
+use crate::error::{exit, Error, Kind, Result};
+use crate::install;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Runs whatever `args` (the whole argv) asks for and returns the exit code.
+pub fn dispatch(applets: &'static [Applet], args: Vec<OsString>) -> u8 {
+    let argv0 = args.first().cloned().unwrap_or_default();
+    let called_as = applet_name_of(&argv0);
+    if let Some(applet) = find(applets, &called_as) {
+        return run_applet(applet, true, args.into_iter().skip(1).collect());
+    }
+    let mut rest = args.into_iter().skip(1);
+    let Some(first) = rest.next() else {
+        return report(list(applets, &mut io::stdout().lock()));
+    };
+    match first.to_str().unwrap_or("") {
+        "--list" | "-l" => report(list(applets, &mut io::stdout().lock())),
+        "--help" | "-h" => report(usage(applets, &mut io::stdout().lock())),
+        "--version" | "-V" => {
+            report(writeln!(io::stdout(), "rtool {VERSION}").map_err(Error::from))
+        }
+        "--install" => report(install_cmd(applets, &argv0, rest.collect())),
+        "help" => match rest.next() {
+            None => report(usage(applets, &mut io::stdout().lock())),
+            Some(name) => match find_os(applets, &name) {
+                Some(a) => run_applet(a, false, vec![OsString::from("--help")]),
+                None => unknown(&name),
+            },
+        },
+        _ => match find_os(applets, &first) {
+            Some(a) => run_applet(a, false, rest.collect()),
+            None => unknown(&first),
+        },
+    }
+}
+
+/// The applet name a link would carry: the basename of argv[0], a login shell's `-` stripped.
+pub fn applet_name_of(argv0: &OsStr) -> String {
+    let base = Path::new(argv0)
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    base.strip_prefix('-').unwrap_or(&base).to_string()
+}
+
+fn find(applets: &'static [Applet], name: &str) -> Option<&'static Applet> {
+    applets.iter().find(|a| a.name == name)
+}
+
+fn find_os(applets: &'static [Applet], name: &OsStr) -> Option<&'static Applet> {
+    name.to_str().and_then(|n| find(applets, n))
+}
+
+fn unknown(name: &OsStr) -> u8 {
+    let _ = writeln!(
+        io::stderr(),
+        "rtool: unknown applet '{}' (`rtool --list` shows them all)",
+        name.to_string_lossy()
+    );
+    exit::UNKNOWN_APPLET
+}
+
+/// Runs one applet; `via_link` when called through a link named after it (usage then reads
+/// `doctor …` rather than `rtool doctor …`).
+fn run_applet(applet: &'static Applet, via_link: bool, args: Vec<OsString>) -> u8 {
+    let bin_name = if via_link {
+        applet.name.to_string()
+    } else {
+        format!("rtool {}", applet.name)
+    };
+    let cmd = (applet.command)()
+        .name(applet.name)
+        .bin_name(bin_name)
+        .version(VERSION)
+        .about(applet.summary)
+        .args(ctx::args_verbosity());
+    let argv = std::iter::once(OsString::from(applet.name)).chain(args);
+    let matches = match cmd.try_get_matches_from(argv) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    exit::OK
+                }
+                _ => exit::USAGE,
+            };
+        }
+    };
+    let result = Ctx::from_matches(applet.name, &matches).and_then(|c| (applet.run)(&c, &matches));
+    match result {
+        Ok(code) => code,
+        Err(e) => print_error(applet.name, &e),
+    }
+}
+
+fn report(r: Result<()>) -> u8 {
+    match r {
+        Ok(()) => exit::OK,
+        Err(e) => print_error("rtool", &e),
+    }
+}
+
+/// Prints the error chain once, and the hint on its own line; returns the exit code.
+pub fn print_error(who: &str, e: &Error) -> u8 {
+    if e.kind() == Kind::BrokenPipe {
+        return exit::OK;
+    }
+    let mut err = io::stderr().lock();
+    let _ = writeln!(err, "{who}: error: {e}");
+    if let Some(h) = e.hint_text() {
+        let _ = writeln!(err, "{who}: hint: {h}");
+    }
+    e.exit_code()
+}
+
+fn list(applets: &'static [Applet], out: &mut dyn Write) -> Result<()> {
+    writeln!(
+        out,
+        "rtool {VERSION}: the Arch Linux rescue multitool. Applets:"
+    )?;
+    let width = applets.iter().map(|a| a.name.len()).max().unwrap_or(0);
+    for a in applets {
+        writeln!(out, "  {:width$}  {}", a.name, a.summary)?;
+    }
+    writeln!(
+        out,
+        "\nRun `rtool APPLET --help` for one applet's usage and examples."
+    )?;
+    Ok(())
+}
+
+fn usage(applets: &'static [Applet], out: &mut dyn Write) -> Result<()> {
+    writeln!(
+        out,
+        "Usage: rtool APPLET [ARGS...]      run an applet
+       APPLET [ARGS...]            the same, through a link named APPLET
+       rtool --list                list the applets
+       rtool help APPLET           an applet's usage and examples
+       rtool --install [-s] [--force] DIR
+                                   link every applet name in DIR to this binary
+                                   (hard links; -s for symbolic links)
+       rtool --version
+"
+    )?;
+    list(applets, out)
+}
+
+fn install_cmd(applets: &'static [Applet], argv0: &OsStr, args: Vec<OsString>) -> Result<()> {
+    let mut symbolic = false;
+    let mut force = false;
+    let mut dir: Option<PathBuf> = None;
+    for a in args {
+        match a.to_str() {
+            Some("-s") | Some("--symbolic") => symbolic = true,
+            Some("-f") | Some("--force") => force = true,
+            Some(s) if s.starts_with('-') && s.len() > 1 => {
+                return Err(Error::usage(format!("--install: unknown option '{s}'"))
+                    .hint("usage: rtool --install [-s] [--force] DIR"))
+            }
+            _ if dir.is_some() => {
+                return Err(Error::usage("--install takes one directory")
+                    .hint("usage: rtool --install [-s] [--force] DIR"))
+            }
+            _ => dir = Some(PathBuf::from(a)),
+        }
+    }
+    let dir = dir.ok_or_else(|| {
+        Error::usage("--install needs a directory")
+            .hint("usage: rtool --install [-s] [--force] DIR")
+    })?;
+    let exe = install::own_path(argv0)?;
+    let names: Vec<&str> = applets.iter().map(|a| a.name).collect();
+    let done = install::link_all(&exe, &dir, &names, symbolic, force)?;
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "rtool: {} {} link(s) in {} ({} already there{})",
+        if symbolic { "symbolic" } else { "hard" },
+        done.created,
+        dir.display(),
+        done.present,
+        if done.replaced > 0 {
+            format!(", {} replaced", done.replaced)
+        } else {
+            String::new()
+        }
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_names() {
+        assert_eq!(applet_name_of(OsStr::new("/usr/bin/doctor")), "doctor");
+        assert_eq!(applet_name_of(OsStr::new("-doctor")), "doctor");
+        assert_eq!(applet_name_of(OsStr::new("rtool")), "rtool");
+        assert_eq!(applet_name_of(OsStr::new("")), "");
+    }
+}

@@ -1,0 +1,222 @@
+//! The context every applet runs in: the target root, dry-run, verbosity, output style.
+//!
+//! Paths into the system being repaired are always built from [`Ctx::root`] (`--root`), and
+//! paths into the running system's kernel interfaces (`/proc`, `/sys`, `/run`) from
+//! [`Ctx::host`], so every applet can run against a fake root in a temporary directory.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Component, Path, PathBuf};
+
+use clap::{Arg, ArgAction, ArgMatches};
+
+use crate::error::{Error, Result};
+
+/// Names a test or a diagnosis can set to read `/proc`, `/sys` and `/run` below another
+/// directory instead of `/`.
+pub const HOST_ROOT_ENV: &str = "RTOOL_HOST_ROOT";
+
+pub struct Ctx {
+    /// The applet's name, for messages.
+    pub applet: &'static str,
+    /// The system being inspected or repaired (`--root`, default: the running system).
+    pub root: PathBuf,
+    /// Where the running system's `/proc`, `/sys`, `/run` are read (`/` unless testing).
+    pub host: PathBuf,
+    /// Print the plan, change nothing.
+    pub dry_run: bool,
+    /// Machine-readable output on stdout.
+    pub json: bool,
+    /// -1 quiet, 0 normal, 1+ verbose.
+    pub verbosity: i8,
+    /// Colour on stdout (a terminal, `NO_COLOR` unset, `TERM` not `dumb`).
+    pub color: bool,
+}
+
+/// `--root DIR`, for applets that read or change a system.
+pub fn arg_root() -> Arg {
+    Arg::new("root")
+        .long("root")
+        .value_name("DIR")
+        .value_parser(clap::value_parser!(PathBuf))
+        .help("Work on the system mounted at DIR instead of / (e.g. /mnt)")
+}
+
+/// `--dry-run`, for applets that change things.
+pub fn arg_dry_run() -> Arg {
+    Arg::new("dry_run")
+        .long("dry-run")
+        .short('n')
+        .action(ArgAction::SetTrue)
+        .help("Show what would be done, change nothing")
+}
+
+/// `--json`, for applets that report state.
+pub fn arg_json() -> Arg {
+    Arg::new("json")
+        .long("json")
+        .action(ArgAction::SetTrue)
+        .help("Print the report as JSON on stdout")
+}
+
+/// `-v` and `-q`, added to every applet by the dispatcher.
+pub fn args_verbosity() -> [Arg; 2] {
+    [
+        Arg::new("verbose")
+            .short('v')
+            .long("verbose")
+            .action(ArgAction::Count)
+            .help("Say more (repeat for even more)"),
+        Arg::new("quiet")
+            .short('q')
+            .long("quiet")
+            .action(ArgAction::SetTrue)
+            .conflicts_with("verbose")
+            .help("Print only errors and the result"),
+    ]
+}
+
+impl Ctx {
+    /// Builds the context from an applet's parsed arguments; options the applet does not
+    /// declare keep their defaults.
+    pub fn from_matches(applet: &'static str, m: &ArgMatches) -> Result<Ctx> {
+        let flag = |id: &str| matches!(m.try_get_one::<bool>(id), Ok(Some(true)));
+        let host = match std::env::var_os(HOST_ROOT_ENV) {
+            Some(h) if !h.is_empty() => absolute(Path::new(&h))?,
+            _ => PathBuf::from("/"),
+        };
+        // Without --root the target is the running system itself.
+        let root = match m.try_get_one::<PathBuf>("root") {
+            Ok(Some(p)) => absolute(p)?,
+            _ => host.clone(),
+        };
+        let verbose = m
+            .try_get_one::<u8>("verbose")
+            .ok()
+            .flatten()
+            .copied()
+            .unwrap_or(0);
+        let verbosity = if flag("quiet") {
+            -1
+        } else {
+            verbose.min(9) as i8
+        };
+        Ok(Ctx {
+            applet,
+            root,
+            host,
+            dry_run: flag("dry_run"),
+            json: flag("json"),
+            verbosity,
+            color: color_wanted(io::stdout().is_terminal()),
+        })
+    }
+
+    /// A plain context for library tests and internal use.
+    pub fn for_root(applet: &'static str, root: impl Into<PathBuf>) -> Ctx {
+        Ctx {
+            applet,
+            root: root.into(),
+            host: PathBuf::from("/"),
+            dry_run: false,
+            json: false,
+            verbosity: 0,
+            color: false,
+        }
+    }
+
+    /// `p` (an absolute path as the repaired system sees it) below the target root.
+    pub fn root_path(&self, p: impl AsRef<Path>) -> PathBuf {
+        below(&self.root, p.as_ref())
+    }
+
+    /// `p` (e.g. `/proc/meminfo`) on the running system.
+    pub fn host_path(&self, p: impl AsRef<Path>) -> PathBuf {
+        below(&self.host, p.as_ref())
+    }
+
+    /// Whether the target is the running system itself.
+    pub fn root_is_host(&self) -> bool {
+        self.root == self.host
+    }
+
+    /// Standard output, for the result.
+    pub fn out(&self) -> io::StdoutLock<'static> {
+        io::stdout().lock()
+    }
+
+    /// A message for a person on stderr (hidden by `-q`).
+    pub fn note(&self, msg: impl AsRef<str>) {
+        if self.verbosity >= 0 {
+            let _ = writeln!(io::stderr(), "{}", msg.as_ref());
+        }
+    }
+
+    /// Details shown with `-v`.
+    pub fn debug(&self, msg: impl AsRef<str>) {
+        if self.verbosity >= 1 {
+            let _ = writeln!(io::stderr(), "{}: {}", self.applet, msg.as_ref());
+        }
+    }
+
+    /// A warning, always shown (also with `-q`).
+    pub fn warn(&self, msg: impl AsRef<str>) {
+        let _ = writeln!(io::stderr(), "{}: warning: {}", self.applet, msg.as_ref());
+    }
+}
+
+/// Joins `p` below `base`, dropping `p`'s root and any `..` that would climb above `base`.
+/// No symlink is followed here: this is for building paths, not for resolving them.
+pub fn below(base: &Path, p: &Path) -> PathBuf {
+    let mut out = base.to_path_buf();
+    let depth0 = out.components().count();
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => out.push(s),
+            Component::ParentDir => {
+                if out.components().count() > depth0 {
+                    out.pop();
+                }
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.as_os_str().is_empty() {
+        return Err(Error::usage("an empty path is not a root directory"));
+    }
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    let cwd = std::env::current_dir().map_err(|e| Error::io(e, "the current directory"))?;
+    Ok(below(&cwd, p))
+}
+
+/// Colour only on a terminal, never with `NO_COLOR` set (to anything non-empty) or a dumb terminal.
+pub fn color_wanted(is_terminal: bool) -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let dumb = std::env::var_os("TERM").is_none_or(|t| t == "dumb");
+    is_terminal && !no_color && !dumb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn below_never_climbs_out() {
+        let b = Path::new("/mnt");
+        assert_eq!(below(b, Path::new("/boot")), Path::new("/mnt/boot"));
+        assert_eq!(
+            below(b, Path::new("../../etc/passwd")),
+            Path::new("/mnt/etc/passwd")
+        );
+        assert_eq!(below(b, Path::new("/a/../../b")), Path::new("/mnt/b"));
+        assert_eq!(
+            below(Path::new("/"), Path::new("/proc/1")),
+            Path::new("/proc/1")
+        );
+    }
+}

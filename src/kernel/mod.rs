@@ -1,0 +1,89 @@
+//! Kernels and their modules: where they live, what is there.
+
+use std::path::{Path, PathBuf};
+
+use crate::ctx::below;
+
+/// Module file endings, in the order kmod prefers them.
+pub const MODULE_SUFFIXES: [&str; 4] = [".ko", ".ko.zst", ".ko.xz", ".ko.gz"];
+
+/// `<root>/usr/lib/modules/KVER` (or `<root>/lib/modules/KVER` on an unmerged system), whether
+/// or not it exists; the first that exists wins.
+pub fn modules_dir(root: &Path, kver: &str) -> PathBuf {
+    let merged = below(root, Path::new("/usr/lib/modules")).join(kver);
+    if merged.is_dir() {
+        return merged;
+    }
+    let old = below(root, Path::new("/lib/modules")).join(kver);
+    if old.is_dir() {
+        old
+    } else {
+        merged
+    }
+}
+
+/// The module file for `name` (`zfs` finds `zfs.ko`, `zfs.ko.zst`, …) in a modules directory:
+/// from `modules.dep` when there is one, else by walking the tree.
+pub fn find_module(moddir: &Path, name: &str) -> Option<PathBuf> {
+    let wanted = |file: &str| {
+        MODULE_SUFFIXES.iter().any(|s| {
+            file.strip_suffix(s).is_some_and(|stem| {
+                stem == name || stem.replace('-', "_") == name.replace('-', "_")
+            })
+        })
+    };
+    if let Ok(dep) = std::fs::read_to_string(moddir.join("modules.dep")) {
+        for line in dep.lines() {
+            let Some((path, _)) = line.split_once(':') else {
+                continue;
+            };
+            let file = path.rsplit('/').next().unwrap_or(path);
+            if wanted(file) {
+                return Some(moddir.join(path));
+            }
+        }
+    }
+    let mut stack = vec![moddir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(t) = e.file_type() else { continue };
+            let p = e.path();
+            // `build` and `source` point into the headers: not modules, and possibly huge.
+            if t.is_dir()
+                && !(dir == moddir && matches!(e.file_name().to_str(), Some("build" | "source")))
+            {
+                stack.push(p);
+            } else if t.is_file() && e.file_name().to_str().is_some_and(wanted) {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_modules_by_dep_or_walk() {
+        let d = tempfile::tempdir().unwrap();
+        let m = d.path().join("usr/lib/modules/6.1.0-1-amd64");
+        std::fs::create_dir_all(m.join("updates/dkms")).unwrap();
+        std::fs::write(m.join("updates/dkms/zfs.ko.zst"), b"x").unwrap();
+        assert_eq!(modules_dir(d.path(), "6.1.0-1-amd64"), m);
+        assert_eq!(
+            find_module(&m, "zfs"),
+            Some(m.join("updates/dkms/zfs.ko.zst"))
+        );
+        assert_eq!(find_module(&m, "spl"), None);
+        std::fs::write(m.join("modules.dep"), "kernel/drivers/net/dummy.ko: \n").unwrap();
+        assert_eq!(
+            find_module(&m, "dummy"),
+            Some(m.join("kernel/drivers/net/dummy.ko"))
+        );
+    }
+}

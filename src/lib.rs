@@ -1,0 +1,20 @@
+//! rtool: the library behind the applets. Formats, archives, network, signatures, system
+//! calls and kernel knowledge live here; nothing here prints for a person (applets decide how
+//! to show what the library returns).
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod applet;
+pub mod cli;
+pub mod ctx;
+pub mod error;
+pub mod install;
+pub mod json;
+pub mod kernel;
+pub mod progress;
+pub mod report;
+pub mod sys;
+pub mod units;
+
+pub use ctx::Ctx;
+pub use error::{exit, Context, Error, IoContext, Kind, Result};

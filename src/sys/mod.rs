@@ -1,0 +1,141 @@
+//! The running system: mounts, memory, filesystems, processes, network, programs.
+
+pub mod fstab;
+pub mod mountinfo;
+pub mod net;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+/// `/proc/meminfo` in bytes: `MemTotal`, `MemAvailable`, `SwapTotal`, …
+pub fn meminfo(path: &Path) -> Result<BTreeMap<String, u64>> {
+    let text = std::fs::read_to_string(path).at(path)?;
+    let mut map = BTreeMap::new();
+    for line in text.lines() {
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let mut parts = rest.split_whitespace();
+        let Some(Ok(n)) = parts.next().map(str::parse::<u64>) else {
+            continue;
+        };
+        let scale = if parts.next() == Some("kB") { 1024 } else { 1 };
+        map.insert(key.trim().to_string(), n.saturating_mul(scale));
+    }
+    if !map.contains_key("MemTotal") {
+        return Err(Error::invalid(format!(
+            "{}: no MemTotal line",
+            path.display()
+        )));
+    }
+    Ok(map)
+}
+
+/// Size and use of the filesystem holding `path`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Space {
+    pub total: u64,
+    pub free: u64,
+    /// Free for an unprivileged user (what `df` calls available).
+    pub avail: u64,
+}
+
+impl Space {
+    pub fn used(&self) -> u64 {
+        self.total.saturating_sub(self.free)
+    }
+}
+
+pub fn space(path: &Path) -> Result<Space> {
+    let s = nix::sys::statvfs::statvfs(path).map_err(|e| Error::path(e.into(), path))?;
+    let frag = s.fragment_size().max(1) as u64;
+    Ok(Space {
+        total: (s.blocks() as u64).saturating_mul(frag),
+        free: (s.blocks_free() as u64).saturating_mul(frag),
+        avail: (s.blocks_available() as u64).saturating_mul(frag),
+    })
+}
+
+/// Process ids whose command name (`/proc/PID/comm`) is `name`, below `proc_dir`.
+pub fn processes_named(proc_dir: &Path, name: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(proc_dir) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(proc_dir.join(pid.to_string()).join("comm"))
+                .is_ok_and(|c| c.trim_end() == name)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// The first executable called `name` in `$PATH` (or the directories given).
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    which_in(name, &path)
+}
+
+pub fn which_in(name: &str, path: &OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path)
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(|d| d.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// The kernel release of the running system: `<host>/proc/sys/kernel/osrelease`, else uname.
+pub fn kernel_release(host: &Path) -> Result<String> {
+    let p = crate::ctx::below(host, Path::new("/proc/sys/kernel/osrelease"));
+    match std::fs::read_to_string(&p) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        _ if host == Path::new("/") => Ok(nix::sys::utsname::uname()
+            .map_err(|e| Error::system("uname failed").with_source(std::io::Error::from(e)))?
+            .release()
+            .to_string_lossy()
+            .into_owned()),
+        Err(e) => Err(Error::path(e, &p)),
+        Ok(_) => Err(Error::invalid(format!("{}: empty", p.display()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meminfo_in_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("meminfo");
+        std::fs::write(
+            &p,
+            "MemTotal:        2048 kB\nMemAvailable:    1024 kB\nHugePages_Total:       0\n",
+        )
+        .unwrap();
+        let m = meminfo(&p).unwrap();
+        assert_eq!(m["MemTotal"], 2 << 20);
+        assert_eq!(m["MemAvailable"], 1 << 20);
+        assert_eq!(m["HugePages_Total"], 0);
+        std::fs::write(&p, "garbage\n").unwrap();
+        assert!(meminfo(&p).is_err());
+    }
+
+    #[test]
+    fn which_finds_only_executables() {
+        let d = tempfile::tempdir().unwrap();
+        let exe = d.path().join("tool");
+        std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+        let path = d.path().as_os_str();
+        assert_eq!(which_in("tool", path), None);
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(which_in("tool", path), Some(exe));
+    }
+}

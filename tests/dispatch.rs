@@ -1,0 +1,273 @@
+//! The multicall binary: by subcommand, by link name, renamed; `--install`; exit codes.
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::{bin, rtool, Cmd};
+
+/// A scratch directory on the same filesystem as the binary (hard links need that).
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("dispatch-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("tempdir")
+}
+
+#[test]
+fn bare_binary_and_list_show_every_applet_with_its_summary() {
+    for args in [&[][..], &["--list"][..]] {
+        rtool(args)
+            .run()
+            .success()
+            .stdout_has("doctor  Report the rescue situation")
+            .stdout_has("rtool APPLET --help");
+    }
+}
+
+#[test]
+fn subcommand_runs_the_applet() {
+    rtool(["doctor", "--help"])
+        .run()
+        .success()
+        .stdout_has("Usage: rtool doctor")
+        .stdout_has("Examples:");
+    rtool(["help", "doctor"])
+        .run()
+        .success()
+        .stdout_has("Usage: rtool doctor");
+}
+
+#[test]
+fn link_named_after_an_applet_runs_it() {
+    let d = scratch();
+    let link = d.path().join("doctor");
+    std::os::unix::fs::symlink(bin(), &link).unwrap();
+    Cmd::new(&link)
+        .arg("--help")
+        .run()
+        .success()
+        .stdout_has("Usage: doctor");
+    // A login shell's leading dash is stripped, as busybox does.
+    let dash = d.path().join("-doctor");
+    std::os::unix::fs::symlink(bin(), &dash).unwrap();
+    Cmd::new(&dash)
+        .arg("--help")
+        .run()
+        .success()
+        .stdout_has("Usage: doctor");
+}
+
+#[test]
+fn renamed_binary_still_works_as_the_container() {
+    let d = scratch();
+    let renamed = d.path().join("rtool-x86_64.static");
+    fs::copy(bin(), &renamed).unwrap();
+    Cmd::new(&renamed)
+        .args(["doctor", "--help"])
+        .run()
+        .success()
+        .stdout_has("Usage: rtool doctor");
+    Cmd::new(&renamed)
+        .arg("--list")
+        .run()
+        .success()
+        .stdout_has("doctor");
+}
+
+#[test]
+fn version_is_printed() {
+    let want = format!("rtool {}\n", env!("CARGO_PKG_VERSION"));
+    assert_eq!(rtool(["--version"]).run().success().stdout(), want);
+    rtool(["doctor", "--version"])
+        .run()
+        .success()
+        .stdout_has(env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn unknown_applet_exits_127() {
+    rtool(["no-such-applet"])
+        .run()
+        .status(127)
+        .stderr_has("unknown applet 'no-such-applet'");
+    rtool(["help", "no-such-applet"]).run().status(127);
+    // Not UTF-8: still a clear message, no panic.
+    rtool([std::ffi::OsStr::from_bytes(b"\xff\xfe")])
+        .run()
+        .status(127)
+        .stderr_has("unknown applet");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    rtool(["doctor", "--no-such-option"])
+        .run()
+        .status(2)
+        .stderr_has("--no-such-option");
+    rtool(["--install"])
+        .run()
+        .status(2)
+        .stderr_has("--install needs a directory");
+    rtool(["--install", "-x", "/tmp"])
+        .run()
+        .status(2)
+        .stderr_has("unknown option '-x'");
+}
+
+#[test]
+fn unreadable_system_exits_7_with_a_hint() {
+    // A host root with no /proc: doctor cannot read the mount table.
+    let empty = tempfile::tempdir().unwrap();
+    rtool(["doctor"])
+        .host(empty.path())
+        .run()
+        .status(7)
+        .stderr_has("doctor: error: cannot read the mount table")
+        .stderr_has("hint: is /proc mounted?");
+}
+
+#[test]
+fn broken_pipe_exits_0_quietly() {
+    let mut child = Command::new(bin())
+        .arg("--list")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before rtool writes anything.
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(0), "stderr: {err}");
+    assert!(err.is_empty(), "stderr: {err}");
+}
+
+fn applet_names() -> Vec<String> {
+    let out = rtool(["--list"]).run().success().stdout();
+    out.lines()
+        .filter(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect()
+}
+
+#[test]
+fn install_symlinks_then_run_through_a_link() {
+    let d = scratch();
+    let dir = d.path().join("bin"); // does not exist yet: created
+    rtool(["--install", "-s"])
+        .arg(&dir)
+        .run()
+        .success()
+        .stdout_has("symbolic");
+    let names = applet_names();
+    assert!(!names.is_empty());
+    for n in &names {
+        let link = dir.join(n);
+        let target = fs::read_link(&link).unwrap_or_else(|e| panic!("{}: {e}", link.display()));
+        assert_eq!(
+            fs::canonicalize(&target).unwrap(),
+            fs::canonicalize(bin()).unwrap()
+        );
+    }
+    Cmd::new(dir.join("doctor"))
+        .arg("--help")
+        .run()
+        .success()
+        .stdout_has("Usage: doctor");
+    // Running it again changes nothing and says so.
+    rtool(["--install", "-s"])
+        .arg(&dir)
+        .run()
+        .success()
+        .stdout_has(&format!(
+            "0 link(s) in {} ({} already there)",
+            dir.display(),
+            names.len()
+        ));
+}
+
+#[test]
+fn install_hardlinks_by_default() {
+    let d = scratch();
+    rtool(["--install"])
+        .arg(d.path())
+        .run()
+        .success()
+        .stdout_has("hard");
+    let ino = fs::metadata(bin()).unwrap().ino();
+    assert_eq!(fs::metadata(d.path().join("doctor")).unwrap().ino(), ino);
+    Cmd::new(d.path().join("doctor"))
+        .arg("--help")
+        .run()
+        .success();
+}
+
+#[test]
+fn install_next_to_the_binary_uses_relative_links() {
+    let d = scratch();
+    let copy = d.path().join("rtool");
+    fs::copy(bin(), &copy).unwrap();
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+    Cmd::new(&copy)
+        .args(["--install", "-s"])
+        .arg(d.path())
+        .run()
+        .success();
+    assert_eq!(
+        fs::read_link(d.path().join("doctor")).unwrap(),
+        PathBuf::from("rtool")
+    );
+}
+
+#[test]
+fn install_refuses_foreign_files_unless_forced() {
+    let d = scratch();
+    let foreign = d.path().join("doctor");
+    fs::write(&foreign, "#!/bin/sh\necho mine\n").unwrap();
+    rtool(["--install", "-s"])
+        .arg(d.path())
+        .run()
+        .status(4)
+        .stderr_has("already belong to something else")
+        .stderr_has("nothing was changed")
+        .stderr_has("--force");
+    // Nothing was created, the foreign file is intact.
+    assert_eq!(
+        fs::read_to_string(&foreign).unwrap(),
+        "#!/bin/sh\necho mine\n"
+    );
+    assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    rtool(["--install", "-s", "--force"])
+        .arg(d.path())
+        .run()
+        .success()
+        .stdout_has("1 replaced");
+    assert!(fs::symlink_metadata(&foreign)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn install_into_a_directory_name_that_is_a_file_fails_cleanly() {
+    let d = scratch();
+    let f = d.path().join("file");
+    fs::write(&f, "x").unwrap();
+    rtool(["--install", "-s"])
+        .arg(&f)
+        .run()
+        .status(4)
+        .stderr_has(&f.display().to_string());
+}
