@@ -7,6 +7,17 @@ set -eu
 want="
 util-linux:unshare
 iproute2:ip
+pacman-package-manager:vercmp
+makepkg:makepkg
+fakeroot:fakeroot
+libarchive-tools:bsdtar
+zstd:zstd
+xz-utils:xz
+bzip2:bzip2
+gzip:gzip
+tar:tar
+libcap2-bin:setcap
+python3:python3
 "
 
 missing=""

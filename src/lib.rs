@@ -5,12 +5,14 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod applet;
+pub mod archive;
 pub mod cli;
 pub mod ctx;
 pub mod error;
 pub mod install;
 pub mod json;
 pub mod kernel;
+pub mod pkg;
 pub mod progress;
 pub mod report;
 pub mod sys;

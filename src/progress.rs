@@ -21,6 +21,8 @@ pub enum Mode {
 
 const LINE_EVERY: Duration = Duration::from_secs(5);
 const BAR_EVERY: Duration = Duration::from_millis(100);
+/// Work shorter than this that printed no progress line gets no closing line either.
+const QUIET_UNDER: f64 = 2.0;
 
 impl Mode {
     /// The mode for stderr: `RTOOL_PROGRESS=bar|lines|none` wins, then a terminal whose `TERM`
@@ -54,6 +56,8 @@ pub struct Progress {
     last_draw: Option<Instant>,
     /// Lines mode: the last tenth printed.
     last_tenth: u64,
+    /// Lines mode: whether any line was printed (a closing line alone is noise for quick work).
+    printed: bool,
     out: Box<dyn Write>,
     finished: bool,
 }
@@ -85,6 +89,7 @@ impl Progress {
             start: Instant::now(),
             last_draw: None,
             last_tenth: 0,
+            printed: false,
             out,
             finished: false,
         }
@@ -132,6 +137,7 @@ impl Progress {
                 };
                 if due {
                     self.last_draw = Some(now);
+                    self.printed = true;
                     let line = self.line(now, false);
                     let _ = writeln!(self.out, "{line}");
                 }
@@ -204,9 +210,10 @@ impl Progress {
             Mode::Bar => {
                 let _ = writeln!(self.out, "\r\x1b[K{msg}");
             }
-            Mode::Lines => {
+            Mode::Lines if self.printed || secs >= QUIET_UNDER => {
                 let _ = writeln!(self.out, "{msg}");
             }
+            Mode::Lines => {}
         }
         let _ = self.out.flush();
     }
@@ -295,6 +302,15 @@ mod tests {
             text.ends_with("\r\x1b[Kextract: done, 5 items in 0.0 s\n"),
             "{text:?}"
         );
+    }
+
+    #[test]
+    fn quick_work_prints_no_lone_closing_line() {
+        let buf = Buf::default();
+        let mut p = Progress::with_writer("x", Some(10), true, Mode::Lines, Box::new(buf.clone()));
+        p.set(10); // all at once: no tenth to report on the way
+        p.finish();
+        assert_eq!(buf.text(), "");
     }
 
     #[test]

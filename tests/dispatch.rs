@@ -22,11 +22,22 @@ fn scratch() -> tempfile::TempDir {
 #[test]
 fn bare_binary_and_list_show_every_applet_with_its_summary() {
     for args in [&[][..], &["--list"][..]] {
-        rtool(args)
+        let out = rtool(args)
             .run()
             .success()
-            .stdout_has("doctor  Report the rescue situation")
-            .stdout_has("rtool APPLET --help");
+            .stdout_has("rtool APPLET --help")
+            .stdout();
+        for (name, summary) in [
+            ("doctor", "Report the rescue situation"),
+            ("extract", "Unpack pacman packages"),
+            ("vercmp", "Compare two package versions"),
+        ] {
+            assert!(
+                out.lines()
+                    .any(|l| l.trim_start().starts_with(name) && l.contains(summary)),
+                "no line for {name}:\n{out}"
+            );
+        }
     }
 }
 

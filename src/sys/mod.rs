@@ -52,12 +52,23 @@ impl Space {
 
 pub fn space(path: &Path) -> Result<Space> {
     let s = nix::sys::statvfs::statvfs(path).map_err(|e| Error::path(e.into(), path))?;
-    let frag = s.fragment_size().max(1) as u64;
-    Ok(Space {
-        total: (s.blocks() as u64).saturating_mul(frag),
-        free: (s.blocks_free() as u64).saturating_mul(frag),
-        avail: (s.blocks_available() as u64).saturating_mul(frag),
-    })
+    Ok(space_of(&s))
+}
+
+/// [`space`] of the filesystem holding an open file.
+pub fn space_fd(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Space> {
+    let s = nix::sys::statvfs::fstatvfs(fd).map_err(std::io::Error::from)?;
+    Ok(space_of(&s))
+}
+
+#[allow(clippy::useless_conversion)] // the field types differ between libc targets
+fn space_of(s: &nix::sys::statvfs::Statvfs) -> Space {
+    let frag = u64::from(s.fragment_size()).max(1);
+    Space {
+        total: u64::from(s.blocks()).saturating_mul(frag),
+        free: u64::from(s.blocks_free()).saturating_mul(frag),
+        avail: u64::from(s.blocks_available()).saturating_mul(frag),
+    }
 }
 
 /// Process ids whose command name (`/proc/PID/comm`) is `name`, below `proc_dir`.

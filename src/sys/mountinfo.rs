@@ -90,6 +90,14 @@ pub fn at<'a>(mounts: &'a [Mount], dir: &Path) -> Option<&'a Mount> {
     mounts.iter().rev().find(|m| m.mount_point == dir)
 }
 
+/// The mount holding `path` (an absolute, canonical path): the longest mount point above it.
+pub fn containing<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
+    mounts
+        .iter()
+        .filter(|m| path.starts_with(&m.mount_point))
+        .max_by_key(|m| m.mount_point.as_os_str().len())
+}
+
 /// Kernel and pseudo filesystems, which say nothing about the system's own disks.
 pub fn is_pseudo(fstype: &str) -> bool {
     matches!(

@@ -1,0 +1,782 @@
+//! Reading pacman packages (tar in zstd, xz, gzip, bzip2 or nothing) and extracting them into
+//! a jailed root with pacman's semantics: numeric owners, full modes, mtimes, extended
+//! attributes; metadata members skipped; replaced files renamed into place atomically.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{Mode, SFlag};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, UnlinkatFlags};
+
+use crate::archive::decompress::{self, Compression, Counting, Pipelined};
+use crate::archive::rooted::{self, split, Existing, Root};
+use crate::error::{Error, IoContext, Kind, Result};
+
+/// The kinds of member a package can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    Hardlink,
+    Char,
+    Block,
+    Fifo,
+}
+
+impl EntryKind {
+    pub fn word(self) -> &'static str {
+        match self {
+            EntryKind::File => "file",
+            EntryKind::Dir => "dir",
+            EntryKind::Symlink => "symlink",
+            EntryKind::Hardlink => "hardlink",
+            EntryKind::Char => "char device",
+            EntryKind::Block => "block device",
+            EntryKind::Fifo => "fifo",
+        }
+    }
+}
+
+/// One member's header, with pax extensions applied.
+#[derive(Clone, Debug)]
+pub struct Member {
+    /// The name as stored in the archive.
+    pub raw_name: Vec<u8>,
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: (i64, u32),
+    pub size: u64,
+    pub link: Option<Vec<u8>>,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub dev: (u32, u32),
+}
+
+impl Member {
+    /// pacman keeps top-level dot files (`.PKGINFO`, `.MTREE`, `.INSTALL`…) out of the root.
+    pub fn is_metadata(&self) -> bool {
+        let name = self.raw_name.strip_prefix(b"./").unwrap_or(&self.raw_name);
+        name.first() == Some(&b'.') && !name[..name.len().saturating_sub(1)].contains(&b'/')
+    }
+
+    pub fn name(&self) -> String {
+        String::from_utf8_lossy(&self.raw_name).into_owned()
+    }
+}
+
+/// A package opened for reading: a streaming tar over the right decompressor, on its own thread.
+pub struct Package {
+    pub path: PathBuf,
+    pub size: u64,
+    pub compression: Compression,
+    /// Compressed bytes read so far (for progress and error offsets).
+    pub read: Arc<AtomicU64>,
+    /// Uncompressed (tar) bytes read so far.
+    pub tar_read: Arc<AtomicU64>,
+    archive: tar::Archive<Counting<Pipelined>>,
+}
+
+impl Package {
+    pub fn open(path: &Path) -> Result<Package> {
+        let file = File::open(path).at(path)?;
+        let size = file.metadata().at(path)?.len();
+        let (counting, read) = Counting::new(file);
+        let (compression, dec) =
+            decompress::decoder(counting).map_err(|e| e.context(path.display().to_string()))?;
+        let (tar_stream, tar_read) = Counting::new(Pipelined::new(dec));
+        Ok(Package {
+            path: path.to_path_buf(),
+            size,
+            compression,
+            read,
+            tar_read,
+            archive: tar::Archive::new(tar_stream),
+        })
+    }
+
+    /// Calls `f` for every member, in archive order, with the member's data as a reader;
+    /// `f` returns false to stop early. Corrupt or truncated input ends with an error naming
+    /// the last good member and the offsets.
+    pub fn for_each(self, mut f: impl FnMut(&Member, &mut dyn Read) -> Result<bool>) -> Result<()> {
+        let Package {
+            path,
+            read,
+            tar_read,
+            mut archive,
+            ..
+        } = self;
+        let pkg = path.display().to_string();
+        let mut last: Option<String> = None;
+        let mut end_of_data = 0u64;
+        let corrupt = |e: io::Error, last: &Option<String>| -> Error {
+            let after = match last {
+                Some(n) if n.starts_with("inside ") => n.clone(),
+                Some(n) => format!("after member {n}"),
+                None => "before the first member".into(),
+            };
+            Error::new(
+                Kind::Invalid,
+                format!(
+                    "{pkg}: corrupt or truncated package {after} (at byte {} of the file, byte {} of the tar stream)",
+                    read.load(Ordering::Relaxed),
+                    tar_read.load(Ordering::Relaxed)
+                ),
+            )
+            .with_source(e)
+        };
+        {
+            let entries = archive.entries().map_err(|e| corrupt(e, &last))?;
+            for entry in entries {
+                let mut entry = entry.map_err(|e| corrupt(e, &last))?;
+                let member = member_of(&mut entry).map_err(|e| {
+                    e.context(format!(
+                        "{pkg}: member {}",
+                        String::from_utf8_lossy(&entry.path_bytes())
+                    ))
+                })?;
+                end_of_data = entry.raw_file_position() + member.size.div_ceil(512) * 512;
+                let name = member.name();
+                let mut data = Exact {
+                    inner: &mut entry,
+                    left: member.size,
+                    failed: false,
+                };
+                let go = match f(&member, &mut data) {
+                    Ok(go) => go,
+                    // The data could not be read: say where, as for any corrupt input.
+                    Err(e) if data.failed => {
+                        let within = Some(format!("inside member {name}"));
+                        return Err(corrupt(io::Error::other(e.to_string()), &within));
+                    }
+                    Err(e) => return Err(e),
+                };
+                if data.left > 0 && go {
+                    // Skip what the callback did not read, checking it is really there.
+                    io::copy(&mut data, &mut io::sink()).map_err(|e| corrupt(e, &last))?;
+                }
+                last = Some(name);
+                if !go {
+                    return Ok(());
+                }
+            }
+        }
+        // A tar ends with two zero blocks; without them (a plain .pkg.tar cut at a block
+        // boundary) members would silently be missing. Drain the rest: the decompressor
+        // checks its own end of stream there too.
+        let mut inner = archive.into_inner();
+        io::copy(&mut inner, &mut io::sink()).map_err(|e| corrupt(e, &last))?;
+        if tar_read.load(Ordering::Relaxed) < end_of_data + 1024 {
+            return Err(corrupt(
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the end-of-archive marker is missing",
+                ),
+                &last,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A member's data, which must be exactly as long as its header says.
+struct Exact<'a, R: Read> {
+    inner: &'a mut R,
+    left: u64,
+    /// A read failed: the input, not the caller, is at fault.
+    failed: bool,
+}
+
+impl<R: Read> Read for Exact<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = self
+            .inner
+            .read(&mut buf[..want])
+            .inspect_err(|_| self.failed = true)?;
+        if n == 0 {
+            self.failed = true;
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the data ends {} bytes short of the size in its header",
+                    self.left
+                ),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn member_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
+    let h = entry.header();
+    let et = h.entry_type();
+    let kind = match et {
+        tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+        tar::EntryType::Directory => EntryKind::Dir,
+        tar::EntryType::Symlink => EntryKind::Symlink,
+        tar::EntryType::Link => EntryKind::Hardlink,
+        tar::EntryType::Char => EntryKind::Char,
+        tar::EntryType::Block => EntryKind::Block,
+        tar::EntryType::Fifo => EntryKind::Fifo,
+        other => {
+            return Err(Error::invalid(format!(
+                "unsupported member type {:?} (tar type '{}')",
+                other,
+                other.as_byte() as char
+            )))
+        }
+    };
+    let bad = |what: &str, e: io::Error| Error::invalid(format!("bad {what} field")).with_source(e);
+    let mode = h.mode().map_err(|e| bad("mode", e))? & 0o7777;
+    let uid = u32::try_from(h.uid().map_err(|e| bad("uid", e))?)
+        .map_err(|_| Error::invalid("uid out of range"))?;
+    let gid = u32::try_from(h.gid().map_err(|e| bad("gid", e))?)
+        .map_err(|_| Error::invalid("gid out of range"))?;
+    let mut mtime = (h.mtime().map_err(|e| bad("mtime", e))? as i64, 0u32);
+    let dev = match kind {
+        EntryKind::Char | EntryKind::Block => (
+            h.device_major().ok().flatten().unwrap_or(0),
+            h.device_minor().ok().flatten().unwrap_or(0),
+        ),
+        _ => (0, 0),
+    };
+    let size = entry.size();
+    let raw_name = entry.path_bytes().into_owned();
+    let link = entry.link_name_bytes().map(|l| l.into_owned());
+    let mut xattrs = Vec::new();
+    if let Some(pax) = entry.pax_extensions().map_err(|e| bad("pax header", e))? {
+        for ext in pax {
+            let ext = ext.map_err(|e| bad("pax header", e))?;
+            let key = ext.key_bytes();
+            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+            } else if key == b"mtime" {
+                if let Some(t) = parse_pax_time(ext.value_bytes()) {
+                    mtime = t;
+                }
+            }
+        }
+    }
+    if matches!(kind, EntryKind::Symlink | EntryKind::Hardlink)
+        && link.as_ref().is_none_or(|l| l.is_empty())
+    {
+        return Err(Error::invalid("a link without a target"));
+    }
+    Ok(Member {
+        raw_name,
+        kind,
+        mode,
+        uid,
+        gid,
+        mtime,
+        size,
+        link,
+        xattrs,
+        dev,
+    })
+}
+
+/// pax `mtime`: decimal seconds with an optional fraction (`1712094817.5`).
+fn parse_pax_time(v: &[u8]) -> Option<(i64, u32)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let mut nanos: u32 = 0;
+    for (i, c) in frac.chars().take(9).enumerate() {
+        nanos += c.to_digit(10)? * 10u32.pow(8 - i as u32);
+    }
+    Some((secs, nanos))
+}
+
+/// How extraction treats what it finds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Extract the metadata members (`.PKGINFO`, `.MTREE`, …) too.
+    pub all: bool,
+    /// Replace existing paths of another type (a file by a symlink, an empty directory by a file).
+    pub force: bool,
+    /// Create device nodes and FIFOs.
+    pub devices: bool,
+    /// Set numeric owners (when running as root).
+    pub owners: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    pub devices: u64,
+    pub bytes: u64,
+    pub replaced: u64,
+    pub skipped: u64,
+}
+
+/// Writes members into a jailed root.
+pub struct Extractor {
+    root: Root,
+    opts: Options,
+    /// Regular files written in this run: the only allowed hard-link targets.
+    files: HashSet<PathBuf>,
+    /// Symlinks created in this run: never passed through by later members.
+    symlinks: HashSet<PathBuf>,
+    /// Directories created in this run: their modes, owners and times are set last, so a
+    /// read-only directory can still be filled.
+    dirs: Vec<(PathBuf, Member)>,
+    buf: Vec<u8>,
+    tmp_seq: u64,
+    pub stats: Stats,
+}
+
+const BUF: usize = 256 << 10;
+
+fn errno_io(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+fn ts(t: (i64, u32)) -> TimeSpec {
+    TimeSpec::new(t.0, t.1 as i64)
+}
+
+impl Extractor {
+    pub fn new(root: Root, opts: Options) -> Extractor {
+        Extractor {
+            root,
+            opts,
+            files: HashSet::new(),
+            symlinks: HashSet::new(),
+            dirs: Vec::new(),
+            buf: vec![0; BUF],
+            tmp_seq: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// Writes one member (its data read from `data`).
+    pub fn entry(&mut self, m: &Member, data: &mut dyn Read) -> Result<()> {
+        if m.is_metadata() && !self.opts.all {
+            self.stats.skipped += 1;
+            return Ok(());
+        }
+        let name = m.name();
+        let Some(rel) =
+            rooted::sanitize(&m.raw_name).map_err(|e| e.context(format!("member {name}")))?
+        else {
+            return Ok(()); // `./`: the root itself keeps its mode and owner
+        };
+        if let Some(link) = self.through_own_symlink(&rel) {
+            return Err(Error::invalid(format!(
+                "{name} lies beyond the symlink {} that this package created: refused (a package never writes through its own symlinks)",
+                link.display()
+            )));
+        }
+        let r = match m.kind {
+            EntryKind::File => self.file(&rel, m, data),
+            EntryKind::Dir => self.dir(&rel, m),
+            EntryKind::Symlink => self.symlink(&rel, m),
+            EntryKind::Hardlink => self.hardlink(&rel, m),
+            EntryKind::Char | EntryKind::Block | EntryKind::Fifo => self.special(&rel, m),
+        };
+        r.map_err(|e| e.context(name))
+    }
+
+    /// The symlink made by this run that `rel` would pass through, if any. Symlinks already in
+    /// the target (`lib -> usr/lib`) are followed, inside the root; the package's own are not,
+    /// or a package could point `etc` anywhere and then write into it.
+    fn through_own_symlink(&self, rel: &Path) -> Option<PathBuf> {
+        if self.symlinks.is_empty() {
+            return None;
+        }
+        rel.ancestors()
+            .skip(1)
+            .find(|a| self.symlinks.contains(*a))
+            .map(Path::to_path_buf)
+    }
+
+    fn tmp_name(&mut self) -> String {
+        self.tmp_seq += 1;
+        format!(".rtool-{}-{}.tmp", std::process::id(), self.tmp_seq)
+    }
+
+    fn conflict(&self, rel: &Path, found: Existing, want: &str) -> Error {
+        let found = match found {
+            Existing::File => "a file",
+            Existing::Dir => "a directory",
+            Existing::Symlink => "a symlink",
+            Existing::Other => "a special file",
+            Existing::Nothing => "nothing",
+        };
+        let _ = rel;
+        Error::system(format!(
+            "{found} is on disk where the package has {want}: not replaced"
+        ))
+        .hint("--force replaces paths of another type (never a non-empty directory)")
+    }
+
+    /// Clears `name` in `dir` for a member of another type, when allowed.
+    fn clear_for(&mut self, rel: &Path, found: Existing, want: &str) -> Result<()> {
+        if !self.opts.force {
+            return Err(self.conflict(rel, found, want));
+        }
+        let (parent, name) = split(rel);
+        let flag = if found == Existing::Dir {
+            UnlinkatFlags::RemoveDir
+        } else {
+            UnlinkatFlags::NoRemoveDir
+        };
+        let dir = self.root.dir(parent, true)?;
+        nix::unistd::unlinkat(dir, name, flag).map_err(|e| {
+            if e == Errno::ENOTEMPTY || e == Errno::EEXIST {
+                Error::system(
+                    "a non-empty directory is in the way: not replaced, even with --force",
+                )
+            } else {
+                Error::from(errno_io(e))
+            }
+        })?;
+        self.root.forget();
+        self.stats.replaced += 1;
+        Ok(())
+    }
+
+    fn file(&mut self, rel: &Path, m: &Member, data: &mut dyn Read) -> Result<()> {
+        let (parent, name) = split(rel);
+        let flags =
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let mode = Mode::from_bits_truncate(0o600);
+        let dir = self.root.dir(parent, true)?;
+        let (fd, tmp) = match nix::fcntl::openat(dir, name, flags, mode) {
+            Ok(fd) => (fd, None),
+            Err(Errno::EEXIST) => {
+                let found = self.root.existing(rel)?;
+                if found != Existing::File {
+                    self.clear_for(rel, found, "a file")?;
+                    return self.file(rel, m, data);
+                }
+                // Replacing a file: write beside it, rename over it when complete.
+                let tmp = self.tmp_name();
+                let dir = self.root.dir(parent, true)?;
+                let fd = nix::fcntl::openat(dir, tmp.as_str(), flags, mode)
+                    .map_err(|e| Error::from(errno_io(e)))?;
+                (fd, Some(tmp))
+            }
+            Err(e) => return Err(Error::from(errno_io(e))),
+        };
+        let written_name: &std::ffi::OsStr =
+            tmp.as_deref().map(std::ffi::OsStr::new).unwrap_or(name);
+        let result = self.fill(fd, m, data, rel);
+        let dir = self.root.dir(parent, true)?;
+        if let Err(e) = result {
+            // Leave nothing half-written behind: the old file, if any, is untouched.
+            let _ = nix::unistd::unlinkat(dir, written_name, UnlinkatFlags::NoRemoveDir);
+            return Err(e);
+        }
+        if let Some(tmp) = &tmp {
+            if let Err(e) = nix::fcntl::renameat(dir, tmp.as_str(), dir, name) {
+                let _ = nix::unistd::unlinkat(dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+                return Err(Error::from(errno_io(e)));
+            }
+            self.stats.replaced += 1;
+        }
+        self.files.insert(rel.to_path_buf());
+        self.stats.files += 1;
+        self.stats.bytes += m.size;
+        Ok(())
+    }
+
+    /// Copies the data into `fd`, then sets owner, mode, extended attributes and times.
+    fn fill(&mut self, fd: OwnedFd, m: &Member, data: &mut dyn Read, rel: &Path) -> Result<()> {
+        let mut f = File::from(fd);
+        loop {
+            let n = match data.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::invalid("the package data cannot be read").with_source(e))
+                }
+            };
+            f.write_all(&self.buf[..n])
+                .map_err(|e| write_error(e, &f, self.root.path(), rel, m.size))?;
+        }
+        self.meta_fd(f.as_fd(), m).at(rel)
+    }
+
+    fn meta_fd(&self, fd: BorrowedFd<'_>, m: &Member) -> io::Result<()> {
+        if self.opts.owners {
+            nix::unistd::fchown(fd, Some(Uid::from_raw(m.uid)), Some(Gid::from_raw(m.gid)))
+                .map_err(errno_io)?;
+        }
+        // After chown, which clears setuid/setgid bits.
+        nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(m.mode)).map_err(errno_io)?;
+        // After chown too: the kernel drops security.capability on chown.
+        for (k, v) in &m.xattrs {
+            rooted::set_xattr(fd, k, v)?;
+        }
+        nix::sys::stat::futimens(fd, &ts(m.mtime), &ts(m.mtime)).map_err(errno_io)
+    }
+
+    fn dir(&mut self, rel: &Path, m: &Member) -> Result<()> {
+        let (parent, name) = split(rel);
+        let dir = self.root.dir(parent, true)?;
+        match nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(0o700)) {
+            Ok(()) => {}
+            Err(Errno::EEXIST) => {
+                // An existing directory, or a symlink to one inside the root (`lib -> usr/lib`),
+                // keeps its own mode and owner, as with pacman.
+                if self.root.is_dir_following(rel) {
+                    return Ok(());
+                }
+                let found = self.root.existing(rel)?;
+                self.clear_for(rel, found, "a directory")?;
+                return self.dir(rel, m);
+            }
+            Err(e) => return Err(Error::from(errno_io(e))),
+        }
+        self.dirs.push((rel.to_path_buf(), m.clone()));
+        self.stats.dirs += 1;
+        Ok(())
+    }
+
+    fn symlink(&mut self, rel: &Path, m: &Member) -> Result<()> {
+        let target = std::ffi::OsStr::from_bytes(m.link.as_deref().unwrap_or_default());
+        let (parent, name) = split(rel);
+        let dir = self.root.dir(parent, true)?;
+        let placed: String = match nix::unistd::symlinkat(target, dir, name) {
+            Ok(()) => String::new(),
+            Err(Errno::EEXIST) => {
+                let found = self.root.existing(rel)?;
+                if found == Existing::Dir || (found != Existing::Symlink && !self.opts.force) {
+                    self.clear_for(rel, found, "a symlink")?;
+                    return self.symlink(rel, m);
+                }
+                let tmp = self.tmp_name();
+                let dir = self.root.dir(parent, true)?;
+                nix::unistd::symlinkat(target, dir, tmp.as_str())
+                    .map_err(|e| Error::from(errno_io(e)))?;
+                self.stats.replaced += 1;
+                tmp
+            }
+            Err(e) => return Err(Error::from(errno_io(e))),
+        };
+        let dir = self.root.dir(parent, true)?;
+        let at: &std::ffi::OsStr = if placed.is_empty() {
+            name
+        } else {
+            std::ffi::OsStr::new(&placed)
+        };
+        let owners = self.opts.owners;
+        let r = (|| -> io::Result<()> {
+            if owners {
+                nix::unistd::fchownat(
+                    dir,
+                    at,
+                    Some(Uid::from_raw(m.uid)),
+                    Some(Gid::from_raw(m.gid)),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .map_err(errno_io)?;
+            }
+            nix::sys::stat::utimensat(
+                dir,
+                at,
+                &ts(m.mtime),
+                &ts(m.mtime),
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            )
+            .map_err(errno_io)?;
+            if !placed.is_empty() {
+                nix::fcntl::renameat(dir, at, dir, name).map_err(errno_io)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            if !placed.is_empty() {
+                let _ = nix::unistd::unlinkat(dir, placed.as_str(), UnlinkatFlags::NoRemoveDir);
+            }
+            return Err(Error::from(e));
+        }
+        self.symlinks.insert(rel.to_path_buf());
+        self.stats.symlinks += 1;
+        Ok(())
+    }
+
+    fn hardlink(&mut self, rel: &Path, m: &Member) -> Result<()> {
+        let raw = m.link.as_deref().unwrap_or_default();
+        let shown = String::from_utf8_lossy(raw).into_owned();
+        let target = rooted::sanitize(raw)
+            .map_err(|e| e.context(format!("hard link target {shown}")))?
+            .filter(|t| self.files.contains(t))
+            .ok_or_else(|| {
+                Error::invalid(format!("hard link to {shown}, which is not a file extracted from this package: refused"))
+            })?;
+        let (tparent, tname) = split(&target);
+        let tdir = self
+            .root
+            .open_in(tparent, OFlag::O_PATH | OFlag::O_DIRECTORY)
+            .at(&target)?;
+        let (parent, name) = split(rel);
+        let dir = self.root.dir(parent, true)?;
+        match nix::unistd::linkat(&tdir, tname, dir, name, AtFlags::empty()) {
+            Ok(()) => {}
+            Err(Errno::EEXIST) => {
+                let same = match (self.root.lstat(rel), self.root.lstat(&target)) {
+                    (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+                    _ => false,
+                };
+                if !same {
+                    let found = self.root.existing(rel)?;
+                    if found != Existing::File {
+                        self.clear_for(rel, found, "a hard link")?;
+                        return self.hardlink(rel, m);
+                    }
+                    let tmp = self.tmp_name();
+                    let dir = self.root.dir(parent, true)?;
+                    nix::unistd::linkat(&tdir, tname, dir, tmp.as_str(), AtFlags::empty())
+                        .map_err(|e| Error::from(errno_io(e)))?;
+                    if let Err(e) = nix::fcntl::renameat(dir, tmp.as_str(), dir, name) {
+                        let _ =
+                            nix::unistd::unlinkat(dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+                        return Err(Error::from(errno_io(e)));
+                    }
+                    self.stats.replaced += 1;
+                }
+            }
+            Err(e) => return Err(Error::from(errno_io(e))),
+        }
+        self.stats.hardlinks += 1;
+        Ok(())
+    }
+
+    fn special(&mut self, rel: &Path, m: &Member) -> Result<()> {
+        if !self.opts.devices {
+            return Err(Error::invalid(format!(
+                "a {}: refused (packages install none; --devices allows it)",
+                m.kind.word()
+            )));
+        }
+        let kind = match m.kind {
+            EntryKind::Char => SFlag::S_IFCHR,
+            EntryKind::Block => SFlag::S_IFBLK,
+            _ => SFlag::S_IFIFO,
+        };
+        let (parent, name) = split(rel);
+        let found = self.root.existing(rel)?;
+        if found != Existing::Nothing {
+            self.clear_for(rel, found, "a special file")?;
+        }
+        let dir = self.root.dir(parent, true)?;
+        let dev = nix::sys::stat::makedev(m.dev.0.into(), m.dev.1.into());
+        nix::sys::stat::mknodat(dir, name, kind, Mode::from_bits_truncate(m.mode), dev)
+            .map_err(|e| Error::from(errno_io(e)))?;
+        if self.opts.owners {
+            nix::unistd::fchownat(
+                dir,
+                name,
+                Some(Uid::from_raw(m.uid)),
+                Some(Gid::from_raw(m.gid)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| Error::from(errno_io(e)))?;
+        }
+        nix::sys::stat::fchmodat(
+            dir,
+            name,
+            Mode::from_bits_truncate(m.mode),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(|e| Error::from(errno_io(e)))?;
+        nix::sys::stat::utimensat(
+            dir,
+            name,
+            &ts(m.mtime),
+            &ts(m.mtime),
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(|e| Error::from(errno_io(e)))?;
+        self.stats.devices += 1;
+        Ok(())
+    }
+
+    /// Sets the directories' modes, owners and times, deepest first. Called on success and
+    /// on failure alike, so directories are never left at their temporary mode.
+    pub fn finish(&mut self) -> Result<Stats> {
+        let mut dirs = std::mem::take(&mut self.dirs);
+        dirs.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut first_err = None;
+        for (rel, m) in &dirs {
+            let r = self
+                .root
+                .open_in(
+                    rel,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+                )
+                .and_then(|fd| self.meta_fd(fd.as_fd(), m));
+            if let Err(e) = r {
+                first_err.get_or_insert(Error::path(e, rel));
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(self.stats),
+        }
+    }
+}
+
+/// A failed write: a full filesystem is named, with its size and free space, and the fix.
+fn write_error(e: io::Error, f: &File, root: &Path, rel: &Path, size: u64) -> Error {
+    let full = matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT));
+    if !full {
+        return Error::path(e, rel);
+    }
+    use crate::units::human;
+    let abs = std::fs::canonicalize(root)
+        .unwrap_or_else(|_| root.to_path_buf())
+        .join(rel);
+    let mounts = crate::sys::mountinfo::read(Path::new("/proc/self/mountinfo")).unwrap_or_default();
+    let mount = crate::sys::mountinfo::containing(&mounts, &abs);
+    let fs = match mount {
+        Some(m) => format!("{} ({} {})", m.mount_point.display(), m.fstype, m.source),
+        None => "the target filesystem".to_string(),
+    };
+    let space = match crate::sys::space_fd(f.as_fd()) {
+        Ok(s) => format!(", {} in all, {} free", human(s.total), human(s.avail)),
+        Err(_) => String::new(),
+    };
+    let live = mount.is_some_and(|m| {
+        m.mount_point.starts_with("/run/archiso")
+            || m.source == "airootfs"
+            || m.source == "cowspace"
+    }) || Path::new("/run/archiso/cowspace").is_dir();
+    let hint = if live {
+        "the live system's cowspace is full: make it bigger with `rtool cowspace 4G`, then run this again".to_string()
+    } else {
+        "free space on that filesystem, or extract somewhere else with -C DIR".to_string()
+    };
+    Error::system(format!(
+        "no space left on {fs}{space} while writing {} ({}); the partial file was removed",
+        rel.display(),
+        human(size)
+    ))
+    .hint(hint)
+}

@@ -1,0 +1,6 @@
+//! Archives: decompression by magic, package (tar) extraction into a jailed root.
+
+pub mod decompress;
+pub mod extract;
+pub mod rooted;
+pub mod verify;
