@@ -18,6 +18,7 @@ gzip:gzip
 tar:tar
 libcap2-bin:setcap
 python3:python3
+time:/usr/bin/time
 "
 
 missing=""

@@ -299,3 +299,43 @@ impl Drop for NetNs {
             .status();
     }
 }
+
+/// The packages built by the real makepkg (tests/fixtures/make-packages.sh) and the hostile
+/// corpus (tests/fixtures/hostile.py), made once per test binary and kept between runs.
+pub fn fixtures() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+        let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        // Concurrent test binaries build into the same place: one at a time.
+        let lock = fs::create_dir_all(&dir)
+            .and_then(|_| fs::File::create(dir.join(".lock")))
+            .expect("fixture lock");
+        // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
+        assert_eq!(
+            unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+            0
+        );
+        Cmd::new("bash")
+            .arg(here.join("make-packages.sh"))
+            .arg(&dir)
+            .run()
+            .success();
+        Cmd::new("python3")
+            .arg(here.join("hostile.py"))
+            .arg(dir.join("hostile"))
+            .run()
+            .success();
+        drop(lock);
+        dir
+    })
+}
+
+/// The real Arch packages shipped beside the repository.
+pub fn real_arch(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/real-arch")
+        .join(name);
+    assert!(p.is_file(), "{} is missing", p.display());
+    p
+}
