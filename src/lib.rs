@@ -12,6 +12,7 @@ pub mod error;
 pub mod install;
 pub mod json;
 pub mod kernel;
+pub mod net;
 pub mod pkg;
 pub mod progress;
 pub mod report;

@@ -517,7 +517,7 @@ impl Extractor {
                 }
             };
             f.write_all(&self.buf[..n])
-                .map_err(|e| write_error(e, &f, self.root.path(), rel, m.size))?;
+                .map_err(|e| write_error(e, self.root.path(), rel, m.size))?;
         }
         self.meta_fd(f.as_fd(), m).at(rel)
     }
@@ -743,40 +743,12 @@ impl Extractor {
     }
 }
 
-/// A failed write: a full filesystem is named, with its size and free space, and the fix.
-fn write_error(e: io::Error, f: &File, root: &Path, rel: &Path, size: u64) -> Error {
-    let full = matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT));
-    if !full {
-        return Error::path(e, rel);
-    }
-    use crate::units::human;
-    let abs = std::fs::canonicalize(root)
-        .unwrap_or_else(|_| root.to_path_buf())
-        .join(rel);
-    let mounts = crate::sys::mountinfo::read(Path::new("/proc/self/mountinfo")).unwrap_or_default();
-    let mount = crate::sys::mountinfo::containing(&mounts, &abs);
-    let fs = match mount {
-        Some(m) => format!("{} ({} {})", m.mount_point.display(), m.fstype, m.source),
-        None => "the target filesystem".to_string(),
-    };
-    let space = match crate::sys::space_fd(f.as_fd()) {
-        Ok(s) => format!(", {} in all, {} free", human(s.total), human(s.avail)),
-        Err(_) => String::new(),
-    };
-    let live = mount.is_some_and(|m| {
-        m.mount_point.starts_with("/run/archiso")
-            || m.source == "airootfs"
-            || m.source == "cowspace"
-    }) || Path::new("/run/archiso/cowspace").is_dir();
-    let hint = if live {
-        "the live system's cowspace is full: make it bigger with `rtool cowspace 4G`, then run this again".to_string()
-    } else {
-        "free space on that filesystem, or extract somewhere else with -C DIR".to_string()
-    };
-    Error::system(format!(
-        "no space left on {fs}{space} while writing {} ({}); the partial file was removed",
-        rel.display(),
-        human(size)
-    ))
-    .hint(hint)
+/// A failed write; a full filesystem is named with its size and free space.
+fn write_error(e: io::Error, root: &Path, rel: &Path, size: u64) -> Error {
+    let abs = root.join(rel);
+    let then = format!(
+        " ({}); the partial file was removed",
+        crate::units::human(size)
+    );
+    crate::sys::write_error(e, &abs, rel, &then)
 }

@@ -71,6 +71,47 @@ fn space_of(s: &nix::sys::statvfs::Statvfs) -> Space {
     }
 }
 
+/// A failed write to `path`: a full filesystem is named, with its size, free space and the
+/// fix; other errors name the path. `shown` is the name to use in the message, `then` what
+/// became of the partial file.
+pub fn write_error(e: std::io::Error, path: &Path, shown: &Path, then: &str) -> Error {
+    if !matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
+        return Error::path(e, shown);
+    }
+    use crate::units::human;
+    let abs = path
+        .parent()
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .map(|p| p.join(path.file_name().unwrap_or_default()))
+        .unwrap_or_else(|| path.to_path_buf());
+    let mounts = mountinfo::read(Path::new("/proc/self/mountinfo")).unwrap_or_default();
+    let mount = mountinfo::containing(&mounts, &abs);
+    let fs = match mount {
+        Some(m) => format!("{} ({} {})", m.mount_point.display(), m.fstype, m.source),
+        None => "the target filesystem".to_string(),
+    };
+    let sizes = match space(abs.parent().unwrap_or(&abs)) {
+        Ok(s) => format!(", {} in all, {} free", human(s.total), human(s.avail)),
+        Err(_) => String::new(),
+    };
+    let live = mount.is_some_and(|m| {
+        m.mount_point.starts_with("/run/archiso")
+            || m.source == "airootfs"
+            || m.source == "cowspace"
+    }) || Path::new("/run/archiso/cowspace").is_dir();
+    let hint = if live {
+        "the live system's cowspace is full: make it bigger with `rtool cowspace 4G`, then run this again"
+    } else {
+        "free space on that filesystem, or write somewhere else"
+    };
+    Error::system(format!(
+        "no space left on {fs}{sizes} while writing {}{then}",
+        shown.display()
+    ))
+    .with_source(e)
+    .hint(hint)
+}
+
 /// Process ids whose command name (`/proc/PID/comm`) is `name`, below `proc_dir`.
 pub fn processes_named(proc_dir: &Path, name: &str) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir(proc_dir) else {

@@ -62,8 +62,17 @@ impl Cmd {
         self
     }
     pub fn run(mut self) -> Done {
-        let out = self.0.output().expect("spawn the command");
-        Done(out)
+        // A binary copied by one test may still be open for writing in a child that another
+        // test thread forked and has not exec'd yet: exec then fails with ETXTBSY for a moment.
+        for _ in 0..100 {
+            match self.0.output() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                out => return Done(out.expect("spawn the command")),
+            }
+        }
+        panic!("the program stayed busy (ETXTBSY)");
     }
 }
 

@@ -1,0 +1,396 @@
+//! HTTPS downloads that survive a rescue: verified TLS (built-in Mozilla roots, or a CA file),
+//! proxies from the environment, bounded redirects, connect and per-read timeouts but never a
+//! total one, retries with backoff, and resume of `NAME.part` with `Range`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use ureq::http::StatusCode;
+use ureq::tls::{PemItem, RootCerts, TlsConfig};
+
+use crate::error::{Error, Kind, Result};
+use crate::progress::{Mode, Progress};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Replaces the built-in roots (`--ca-file`).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// How long a read may wait for data before the transfer counts as stalled.
+    pub read_timeout: Duration,
+    /// Attempts after the first, with backoff, for failures that may pass.
+    pub retries: u32,
+    /// The first backoff; it doubles on each retry (capped at 8 s).
+    pub backoff: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            ca_file: None,
+            read_timeout: Duration::from_secs(60),
+            retries: 4,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    opts: Options,
+}
+
+/// The outcome of a download.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Downloaded {
+    pub bytes: u64,
+    pub sha256: String,
+    /// Bytes that were already in `.part` and not fetched again.
+    pub resumed_from: u64,
+}
+
+const USER_AGENT: &str = concat!("rtool/", env!("CARGO_PKG_VERSION"));
+
+fn load_roots(path: &Path) -> Result<RootCerts> {
+    let pem =
+        std::fs::read(path).map_err(|e| Error::path(e, path).context("reading the CA file"))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::invalid(format!(
+                    "{}: not a PEM certificate file",
+                    path.display()
+                ))
+                .with_source(e))
+            }
+        }
+    }
+    // rustls would skip what it cannot parse and then fail every connection: say it now.
+    if certs.is_empty() {
+        return Err(Error::invalid(format!(
+            "{}: no certificate in this file",
+            path.display()
+        )));
+    }
+    Ok(RootCerts::new_with_certs(&certs))
+}
+
+impl Client {
+    pub fn new(opts: Options) -> Result<Client> {
+        let mut tls = TlsConfig::builder()
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()));
+        if let Some(ca) = &opts.ca_file {
+            tls = tls.root_certs(load_roots(ca)?);
+        }
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls.build())
+            .http_status_as_error(false)
+            .user_agent(USER_AGENT)
+            .max_redirects(10)
+            .timeout_connect(Some(Duration::from_secs(20)))
+            .timeout_recv_response(Some(opts.read_timeout.max(Duration::from_secs(1))))
+            .timeout_per_read(Some(opts.read_timeout))
+            .build()
+            .new_agent();
+        Ok(Client { agent, opts })
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        (self.opts.backoff * 2u32.saturating_pow(attempt)).min(Duration::from_secs(8))
+    }
+
+    /// A small resource (listing, signature, database) in memory; `None` on 404.
+    pub fn get_small(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        let mut attempt = 0;
+        loop {
+            match self.try_get_small(url, limit) {
+                Err(e) if retryable(&e) && attempt < self.opts.retries => {
+                    std::thread::sleep(self.backoff(attempt));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_get_small(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        let mut resp = self.agent.get(url).call().map_err(|e| net_error(url, e))?;
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(None),
+            s => return Err(status_error(url, s)),
+        }
+        let mut body = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .take(limit + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| {
+                Error::new(Kind::Network, format!("{url}: the transfer broke")).with_source(e)
+            })?;
+        if body.len() as u64 > limit {
+            return Err(Error::invalid(format!(
+                "{url}: larger than the {limit} bytes expected"
+            )));
+        }
+        Ok(Some(body))
+    }
+
+    /// Downloads `url` into `part`, resuming what is already there, retrying what may pass.
+    /// On success `part` holds the whole file (the caller renames it into place).
+    pub fn download(&self, url: &str, part: &Path, label: &str, mode: Mode) -> Result<Downloaded> {
+        let mut attempt = 0;
+        let mut restarted = false;
+        loop {
+            match self.try_download(url, part, label, mode, &mut restarted) {
+                Err(e) if retryable(&e) && attempt < self.opts.retries => {
+                    eprintln!(
+                        "{label}: {e}; retrying in {} s",
+                        self.backoff(attempt).as_secs_f32()
+                    );
+                    std::thread::sleep(self.backoff(attempt));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_download(
+        &self,
+        url: &str,
+        part: &Path,
+        label: &str,
+        mode: Mode,
+        restarted: &mut bool,
+    ) -> Result<Downloaded> {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(part)
+            .map_err(|e| Error::path(e, part))?;
+        let have = file.metadata().map_err(|e| Error::path(e, part))?.len();
+        let mut req = self.agent.get(url);
+        if have > 0 {
+            req = req.header("Range", format!("bytes={have}-"));
+        }
+        let mut resp = req.call().map_err(|e| net_error(url, e))?;
+        let status = resp.status();
+        let content_range = resp
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let (start, total) = match status {
+            StatusCode::OK => {
+                // The server ignored the range (or there was none): start over.
+                file.set_len(0).map_err(|e| Error::path(e, part))?;
+                (0, resp.body().content_length())
+            }
+            StatusCode::PARTIAL_CONTENT => {
+                let (from, total) =
+                    parse_content_range(content_range.as_deref()).ok_or_else(|| {
+                        Error::new(
+                            Kind::Network,
+                            format!("{url}: a partial answer without a usable Content-Range"),
+                        )
+                    })?;
+                if from != have {
+                    return Err(Error::new(
+                        Kind::Network,
+                        format!("{url}: asked to resume at byte {have}, the server answered from byte {from}"),
+                    ));
+                }
+                (have, total)
+            }
+            StatusCode::RANGE_NOT_SATISFIABLE => {
+                let total = content_range
+                    .as_deref()
+                    .and_then(|c| c.strip_prefix("bytes */"))
+                    .and_then(|t| t.trim().parse::<u64>().ok());
+                if total == Some(have) {
+                    // Already complete.
+                    let sha256 = hash_prefix(&mut file, have).map_err(|e| Error::path(e, part))?;
+                    return Ok(Downloaded {
+                        bytes: have,
+                        sha256,
+                        resumed_from: have,
+                    });
+                }
+                if *restarted {
+                    return Err(Error::new(
+                        Kind::Network,
+                        format!("{url}: the server refuses every range"),
+                    ));
+                }
+                *restarted = true;
+                file.set_len(0).map_err(|e| Error::path(e, part))?;
+                return Err(Error::new(Kind::Network, format!("{url}: the partial download does not fit the file on the server; starting over")));
+            }
+            s => return Err(status_error(url, s)),
+        };
+        let mut hasher = Sha256::new();
+        if start > 0 {
+            hash_into(&mut file, start, &mut hasher).map_err(|e| Error::path(e, part))?;
+        }
+        let expected = total.map(|t| {
+            if status == StatusCode::PARTIAL_CONTENT {
+                t
+            } else {
+                t + start
+            }
+        });
+        let mut progress = Progress::bytes(label.to_string(), expected, mode);
+        progress.set(start);
+        let mut done = start;
+        let mut reader = resp.body_mut().as_reader();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    progress.abandon();
+                    let _ = file.sync_data();
+                    return Err(Error::new(
+                        Kind::Network,
+                        format!("{url}: the transfer broke after {done} bytes (kept for resuming)"),
+                    )
+                    .with_source(e));
+                }
+            };
+            if let Err(e) = file.write_all(&buf[..n]) {
+                progress.abandon();
+                return Err(crate::sys::write_error(
+                    e,
+                    part,
+                    part,
+                    "; the partial download is kept for resuming (delete it to free the space)",
+                ));
+            }
+            hasher.update(&buf[..n]);
+            done += n as u64;
+            progress.set(done);
+        }
+        if let Some(t) = expected {
+            if done < t {
+                progress.abandon();
+                return Err(Error::new(
+                    Kind::Network,
+                    format!(
+                        "{url}: the connection closed at byte {done} of {t} (kept for resuming)"
+                    ),
+                ));
+            }
+        }
+        file.sync_all()
+            .map_err(|e| crate::sys::write_error(e, part, part, ""))?;
+        progress.finish();
+        Ok(Downloaded {
+            bytes: done,
+            sha256: hex(&hasher.finalize()),
+            resumed_from: start,
+        })
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hash_into(file: &mut File, len: u64, hasher: &mut Sha256) -> io::Result<()> {
+    file.seek(io::SeekFrom::Start(0))?;
+    let mut r = (&*file).take(len);
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(())
+}
+
+fn hash_prefix(file: &mut File, len: u64) -> io::Result<String> {
+    let mut h = Sha256::new();
+    hash_into(file, len, &mut h)?;
+    Ok(hex(&h.finalize()))
+}
+
+/// `bytes 1000-4999/5000` → (1000, Some(5000)); `bytes 1000-4999/*` → (1000, None).
+pub fn parse_content_range(v: Option<&str>) -> Option<(u64, Option<u64>)> {
+    let rest = v?.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (from, to) = range.split_once('-')?;
+    let from: u64 = from.trim().parse().ok()?;
+    let to: u64 = to.trim().parse().ok()?;
+    if to < from {
+        return None;
+    }
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse::<u64>().ok()?),
+    };
+    Some((from, total))
+}
+
+/// Network failures that may pass on a second try (and only those).
+fn retryable(e: &Error) -> bool {
+    e.kind() == Kind::Network && !e.to_string().contains("(HTTP 4")
+}
+
+fn status_error(url: &str, s: StatusCode) -> Error {
+    let e = Error::new(
+        Kind::Network,
+        format!(
+            "{url}: {} (HTTP {})",
+            s.canonical_reason().unwrap_or("error"),
+            s.as_u16()
+        ),
+    );
+    if s == StatusCode::NOT_FOUND {
+        e.hint("the file is not on this mirror: check the name and version (`rtool fetch-pkg --list NAME`)")
+    } else {
+        e
+    }
+}
+
+fn net_error(url: &str, e: ureq::Error) -> Error {
+    let text = e.to_string();
+    let err = Error::new(Kind::Network, format!("{url}: {text}"));
+    if text.contains("certificate") || text.contains("UnknownIssuer") {
+        err.hint("the server's certificate is not trusted: for a private mirror, pass its CA with --ca-file PEM")
+    } else if matches!(e, ureq::Error::Timeout(_)) {
+        err.hint("the server stopped sending: check the network, or raise --timeout")
+    } else if matches!(e, ureq::Error::HostNotFound) {
+        err.hint("no name resolution: is the network up? (`rtool doctor`)")
+    } else {
+        err
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_forms() {
+        assert_eq!(
+            parse_content_range(Some("bytes 1000-4999999/5000000")),
+            Some((1000, Some(5000000)))
+        );
+        assert_eq!(parse_content_range(Some("bytes 0-9/*")), Some((0, None)));
+        assert_eq!(parse_content_range(Some("bytes */5000000")), None);
+        assert_eq!(parse_content_range(Some("bytes 9-1/10")), None);
+        assert_eq!(parse_content_range(None), None);
+    }
+}
