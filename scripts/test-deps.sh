@@ -19,6 +19,12 @@ tar:tar
 libcap2-bin:setcap
 python3:python3
 time:/usr/bin/time
+nginx:/usr/sbin/nginx
+openssl:openssl
+gnupg:gpg
+gnupg:gpg-agent
+curl:curl
+pacman-package-manager:repo-add
 "
 
 missing=""

@@ -41,6 +41,8 @@ impl Default for Options {
 pub struct Client {
     agent: ureq::Agent,
     opts: Options,
+    /// Told about retries, so the applet can say what is happening.
+    notify: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 /// The outcome of a download.
@@ -98,7 +100,17 @@ impl Client {
             .timeout_per_read(Some(opts.read_timeout))
             .build()
             .new_agent();
-        Ok(Client { agent, opts })
+        Ok(Client {
+            agent,
+            opts,
+            notify: Box::new(|_| {}),
+        })
+    }
+
+    /// Where messages about retries go (nowhere by default).
+    pub fn on_retry(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Client {
+        self.notify = Box::new(f);
+        self
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -111,6 +123,10 @@ impl Client {
         loop {
             match self.try_get_small(url, limit) {
                 Err(e) if retryable(&e) && attempt < self.opts.retries => {
+                    (self.notify)(&format!(
+                        "{e}; retrying in {} s",
+                        self.backoff(attempt).as_secs_f32()
+                    ));
                     std::thread::sleep(self.backoff(attempt));
                     attempt += 1;
                 }

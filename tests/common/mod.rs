@@ -2,6 +2,7 @@
 //! root-only mount work inside a private mount namespace so the host's mounts are never touched.
 #![allow(dead_code)]
 
+pub mod server;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
