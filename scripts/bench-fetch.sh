@@ -50,11 +50,11 @@ rtool_t=() curl_t=()
 for _ in $(seq "$rounds"); do
     rm -f out/*
     s=$(date +%s.%N)
-    "$bin" fetch-pkg -q --mirror "$url" --ca-file ca.pem --skip-verify -o out blob >/dev/null 2>&1
+    /usr/bin/time -f "rtool user %U sys %S" "$bin" fetch-pkg -q --mirror "$url" --ca-file ca.pem --skip-verify -o out blob >/dev/null
     e=$(date +%s.%N); rtool_t+=("$(echo "$e - $s" | bc)")
     rm -f out/*
     s=$(date +%s.%N)
-    curl -s --cacert ca.pem -o out/blob "$url/packages/b/blob/blob-1.0-1-x86_64.pkg.tar.zst"
+    /usr/bin/time -f "curl user %U sys %S" curl -s --cacert ca.pem -o out/blob "$url/packages/b/blob/blob-1.0-1-x86_64.pkg.tar.zst"
     e=$(date +%s.%N); curl_t+=("$(echo "$e - $s" | bc)")
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

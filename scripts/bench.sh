@@ -12,7 +12,11 @@ echo "rtool bench: $("$bin" --version), $rounds rounds each, median wall time"
 bash "$here/tests/fixtures/make-packages.sh" "$fixtures" >/dev/null
 pkg=$fixtures/rtool-kmod-1.0-1-x86_64.pkg.tar.zst
 
-# The section runs inside its own mount namespace.
+# Download and signature checks, each side by side with its peers.
+bash "$here/scripts/bench-fetch.sh" "$bin"
+bash "$here/scripts/bench-verify.sh" "$bin"
+
+# The extraction section runs inside its own mount namespace.
 exec unshare --mount --propagation private -- bash -s "$bin" "$pkg" "$rounds" <<'SECTION'
 set -euo pipefail
 bin=$1 pkg=$2 rounds=$3

@@ -19,12 +19,16 @@ tar:tar
 libcap2-bin:setcap
 python3:python3
 time:/usr/bin/time
+gnupg:gpg
+gpgv:gpgv
+sq:sq
+archlinux-keyring:/usr/share/keyrings/archlinux.gpg
 nginx:/usr/sbin/nginx
 openssl:openssl
-gnupg:gpg
 gnupg:gpg-agent
 curl:curl
 pacman-package-manager:repo-add
+bc:bc
 "
 
 missing=""

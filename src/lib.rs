@@ -16,6 +16,7 @@ pub mod net;
 pub mod pkg;
 pub mod progress;
 pub mod report;
+pub mod sig;
 pub mod sys;
 pub mod units;
 

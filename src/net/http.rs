@@ -54,6 +54,9 @@ pub struct Downloaded {
     pub resumed_from: u64,
 }
 
+/// Bytes handed from the network thread to the writing thread at a time.
+const CHUNK: usize = 256 << 10;
+
 const USER_AGENT: &str = concat!("rtool/", env!("CARGO_PKG_VERSION"));
 
 fn load_roots(path: &Path) -> Result<RootCerts> {
@@ -265,36 +268,73 @@ impl Client {
         });
         let mut progress = Progress::bytes(label.to_string(), expected, mode);
         progress.set(start);
-        let mut done = start;
         let mut reader = resp.body_mut().as_reader();
-        let mut buf = vec![0u8; 64 << 10];
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    progress.abandon();
-                    let _ = file.sync_data();
-                    return Err(Error::new(
-                        Kind::Network,
-                        format!("{url}: the transfer broke after {done} bytes (kept for resuming)"),
-                    )
-                    .with_source(e));
+        // Decryption here, hashing and writing on another core: the two halves cost about
+        // the same, and one thread doing both halves the throughput.
+        let (done, received, sink) = std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+            let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(6);
+            let file = &mut file;
+            let hasher = &mut hasher;
+            let writer = s.spawn(move || -> io::Result<()> {
+                for chunk in rx {
+                    file.write_all(&chunk)?;
+                    hasher.update(&chunk);
+                    let _ = back_tx.try_send(chunk);
                 }
-            };
-            if let Err(e) = file.write_all(&buf[..n]) {
-                progress.abandon();
-                return Err(crate::sys::write_error(
-                    e,
-                    part,
-                    part,
-                    "; the partial download is kept for resuming (delete it to free the space)",
-                ));
+                Ok(())
+            });
+            let mut done = start;
+            let mut received: io::Result<()> = Ok(());
+            loop {
+                let mut buf = back_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+                buf.resize(CHUNK, 0);
+                let mut filled = 0;
+                while filled < CHUNK {
+                    match reader.read(&mut buf[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            received = Err(e);
+                            break;
+                        }
+                    }
+                }
+                buf.truncate(filled);
+                done += filled as u64;
+                progress.set(done);
+                let last = filled < CHUNK;
+                // A failed send means the writer stopped: its own error says why.
+                if (filled > 0 && tx.send(buf).is_err()) || last {
+                    break;
+                }
             }
-            hasher.update(&buf[..n]);
-            done += n as u64;
-            progress.set(done);
+            drop(tx);
+            let sink = writer
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the writing thread failed")));
+            (done, received, sink)
+        });
+        if let Err(e) = sink {
+            progress.abandon();
+            return Err(crate::sys::write_error(
+                e,
+                part,
+                part,
+                "; the partial download is kept for resuming (delete it to free the space)",
+            ));
+        }
+        if let Err(e) = received {
+            progress.abandon();
+            let _ = file.sync_data();
+            return Err(Error::new(
+                Kind::Network,
+                format!("{url}: the transfer broke after {done} bytes (kept for resuming)"),
+            )
+            .with_source(e));
         }
         if let Some(t) = expected {
             if done < t {

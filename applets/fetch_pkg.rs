@@ -1,0 +1,383 @@
+//! Fetch packages from the Arch Linux Archive, verified against Arch's keyring, resumable
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use rtool::archive::decompress;
+use rtool::json::Json;
+use rtool::net::ala::{self, Candidate, Spec};
+use rtool::net::http::{self, Client};
+use rtool::pkg::name;
+use rtool::progress::Mode;
+use rtool::sig::{self, Keyring};
+use rtool::{ctx, exit, sys, Ctx, Error, Kind, Result};
+
+pub fn command() -> Command {
+    Command::new("fetch-pkg")
+        .long_about(
+            "Downloads package files from the Arch Linux Archive (or --mirror), picking versions \
+             with pacman's version order, resuming cut downloads, and verifying each file's \
+             signature against Arch's keyring (no gpg or pacman needed). A file that fails \
+             verification never appears under its final name. Files already in the output \
+             directory and verified are not fetched again; --offline works from them alone.",
+        )
+        .arg(Arg::new("specs").value_name("SPEC").num_args(0..)
+            .help("NAME (newest), NAME=VERSION, or NAME<V, NAME<=V, NAME>V, NAME>=V"))
+        .arg(Arg::new("list").long("list").value_name("NAME")
+            .help("List every archived version of NAME, newest first"))
+        .arg(Arg::new("date").long("date").value_name("YYYY-MM-DD")
+            .help("Resolve from that day's repository databases: a consistent set"))
+        .arg(Arg::new("match_kernel").long("match-kernel").value_name("KVER").num_args(0..=1)
+            .require_equals(true).default_missing_value("")
+            .help("Add the kernel and headers packages whose release is KVER [default: the running kernel]"))
+        .arg(Arg::new("output").short('o').long("output").value_name("DIR").value_parser(clap::value_parser!(PathBuf))
+            .help("Where the files go (and where --offline looks) [default: the current directory]"))
+        .arg(Arg::new("mirror").long("mirror").value_name("URL").action(ArgAction::Append)
+            .help("Archive base URL; repeat to try several in order [default: https://archive.archlinux.org]"))
+        .arg(Arg::new("ca_file").long("ca-file").value_name("PEM").value_parser(clap::value_parser!(PathBuf))
+            .help("Trust only the certificates in PEM (e.g. a private mirror's CA) instead of the built-in roots"))
+        .arg(Arg::new("keyring").long("keyring").value_name("PATH").value_parser(clap::value_parser!(PathBuf))
+            .help("Arch keyring directory or archlinux.gpg [default: the target's, then the host's]"))
+        .arg(Arg::new("skip_verify").long("skip-verify").action(ArgAction::SetTrue)
+            .help("Do not check signatures (said loudly; not recommended)"))
+        .arg(Arg::new("offline").long("offline").action(ArgAction::SetTrue)
+            .help("Use only the files already in the output directory (signatures re-checked)"))
+        .arg(Arg::new("timeout").long("timeout").value_name("SECS").value_parser(clap::value_parser!(u64).range(1..))
+            .default_value("60").help("Give up on a connection that sends nothing for SECS"))
+        .arg(Arg::new("retries").long("retries").value_name("N").value_parser(clap::value_parser!(u32))
+            .default_value("4").help("Retries (with backoff) after a failed connection or transfer"))
+        .arg(ctx::arg_root())
+        .arg(ctx::arg_json())
+        .arg(ctx::arg_dry_run())
+        .after_help(
+            "Examples:
+  rtool fetch-pkg --list linux
+  rtool fetch-pkg linux=6.2.7.arch1-1 linux-headers=6.2.7.arch1-1 -o /mnt/var/cache/pacman/pkg
+  rtool fetch-pkg 'linux<6.2.8' 'linux-headers<6.2.8'
+  rtool fetch-pkg --date 2023-03-20 linux linux-headers zfs-utils   # one consistent day
+  rtool fetch-pkg --match-kernel -o /run/media/usb/pkgs   # headers for the live ISO's kernel
+  rtool fetch-pkg --offline -o /run/media/usb/pkgs linux=6.2.7.arch1-1
+
+Exit status: 0 all fetched and verified; 5 a signature or checksum failed; 6 network
+failure; 7 nothing matches, or no keyring.",
+        )
+}
+
+struct Fetcher<'a> {
+    ctx: &'a Ctx,
+    client: Option<Client>,
+    mirrors: Vec<String>,
+    out: PathBuf,
+    keyring: Option<Keyring>,
+    offline: bool,
+}
+
+pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
+    let out = m.get_one::<PathBuf>("output").cloned().unwrap_or_else(|| PathBuf::from("."));
+    let offline = m.get_flag("offline");
+    let mirrors: Vec<String> = m
+        .get_many::<String>("mirror")
+        .map(|v| v.cloned().collect())
+        .unwrap_or_else(|| vec![ala::DEFAULT_MIRROR.to_string()]);
+    for mirror in &mirrors {
+        if mirror.starts_with("http://") {
+            ctx.warn(format!("{mirror} is plain http: TLS protects nothing there, only the signatures do"));
+        } else if !mirror.starts_with("https://") {
+            return Err(Error::usage(format!("--mirror {mirror}: expected an https:// URL")));
+        }
+    }
+    let client = if offline {
+        None
+    } else {
+        Some(Client::new(http::Options {
+            ca_file: m.get_one::<PathBuf>("ca_file").cloned(),
+            read_timeout: Duration::from_secs(*m.get_one::<u64>("timeout").unwrap_or(&60)),
+            retries: *m.get_one::<u32>("retries").unwrap_or(&4),
+            ..http::Options::default()
+        })?
+        .on_retry(|msg| eprintln!("fetch-pkg: {msg}")))
+    };
+
+    if let Some(name) = m.get_one::<String>("list") {
+        let f = Fetcher { ctx, client, mirrors, out, keyring: None, offline };
+        return f.list(name);
+    }
+
+    let mut wanted: Vec<(Spec, Vec<Spec>)> = Vec::new(); // a spec and its alternatives
+    for s in m.get_many::<String>("specs").into_iter().flatten() {
+        wanted.push((Spec::parse(s)?, Vec::new()));
+    }
+    if let Some(k) = m.get_one::<String>("match_kernel") {
+        let kver = if k.is_empty() { sys::kernel_release(&ctx.host)? } else { k.clone() };
+        let (pkg, versions) = ala::kernel_packages(&kver)?;
+        for p in [pkg.clone(), format!("{pkg}-headers")] {
+            let mut alts: Vec<Spec> = versions.iter().map(|v| Spec { name: p.clone(), op: Some(ala::Op::Eq), version: Some(v.clone()) }).collect();
+            let first = alts.remove(0);
+            wanted.push((first, alts));
+        }
+        ctx.note(format!("kernel {kver}: {pkg} and {pkg}-headers {}", versions.join(" or ")));
+    }
+    if wanted.is_empty() {
+        return Err(Error::usage("nothing to fetch: name packages, or use --match-kernel or --list NAME"));
+    }
+
+    let skip_verify = m.get_flag("skip_verify");
+    let keyring = if skip_verify {
+        ctx.warn("--skip-verify: signatures are NOT checked; anything the mirror sends is accepted");
+        None
+    } else {
+        Some(Keyring::find(&ctx.root, &ctx.host, m.get_one::<PathBuf>("keyring").map(PathBuf::as_path))?)
+    };
+    if !ctx.dry_run {
+        std::fs::create_dir_all(&out).map_err(|e| Error::path(e, &out))?;
+    }
+    let f = Fetcher { ctx, client, mirrors, out, keyring, offline };
+    let date = m.get_one::<String>("date").cloned();
+    let chosen = f.resolve(&wanted, date.as_deref())?;
+    let mut results = Vec::new();
+    for c in &chosen {
+        results.push(f.fetch(c)?);
+    }
+    let mut o = ctx.out();
+    if ctx.json {
+        writeln!(o, "{:#}", Json::Arr(results))?;
+    }
+    Ok(exit::OK)
+}
+
+impl Fetcher<'_> {
+    fn client(&self) -> Result<&Client> {
+        self.client.as_ref().ok_or_else(|| Error::usage("--offline: no network access"))
+    }
+
+    /// Runs `f` against each mirror in turn until one answers.
+    fn on_mirrors<T>(&self, mut f: impl FnMut(&Client, &str) -> Result<T>) -> Result<T> {
+        let client = self.client()?;
+        let mut last = None;
+        for m in &self.mirrors {
+            match f(client, m) {
+                Ok(v) => return Ok(v),
+                Err(e) if e.kind() == Kind::Network && self.mirrors.len() > 1 => {
+                    self.ctx.warn(format!("{m}: {e}; trying the next mirror"));
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::usage("no mirror")))
+    }
+
+    fn list(&self, pkg: &str) -> Result<u8> {
+        let spec = Spec::parse(pkg)?;
+        let cands = if self.offline { self.local_candidates()? } else { self.on_mirrors(|c, m| ala::list_package(c, m, &spec.name))? };
+        let cands: Vec<&Candidate> = cands.iter().filter(|c| c.name == spec.name).collect();
+        if cands.is_empty() {
+            return Err(Error::missing(format!("{pkg}: no version found")));
+        }
+        // The running kernel's package, marked.
+        let running = sys::kernel_release(&self.ctx.host).ok().and_then(|k| ala::kernel_packages(&k).ok());
+        let mut o = self.ctx.out();
+        if self.ctx.json {
+            let arr: Vec<Json> = cands
+                .iter()
+                .map(|c| {
+                    Json::obj()
+                        .with("name", &c.name)
+                        .with("version", &c.version)
+                        .with("arch", &c.arch)
+                        .with("file", &c.file)
+                        .with("date", c.date.clone())
+                        .with("size", c.size.clone())
+                        .with("signed", c.has_sig)
+                })
+                .collect();
+            writeln!(o, "{:#}", Json::Arr(arr))?;
+            return Ok(exit::OK);
+        }
+        let w = cands.iter().map(|c| c.version.len()).max().unwrap_or(7).max(7);
+        writeln!(o, "{:w$}  {:17}  {:>6}  FILE", "VERSION", "DATE (GMT)", "SIZE")?;
+        for c in cands {
+            let mark = match &running {
+                Some((p, vs)) if *p == c.name && vs.contains(&c.version) => "  <- running kernel",
+                _ => "",
+            };
+            writeln!(
+                o,
+                "{:w$}  {:17}  {:>6}  {}{}{mark}",
+                c.version,
+                c.date.as_deref().unwrap_or("-"),
+                c.size.as_deref().unwrap_or("-"),
+                c.file,
+                if c.has_sig { "" } else { "  (no signature)" }
+            )?;
+        }
+        Ok(exit::OK)
+    }
+
+    /// Package files already in the output directory.
+    fn local_candidates(&self) -> Result<Vec<Candidate>> {
+        let rd = std::fs::read_dir(&self.out).map_err(|e| Error::path(e, &self.out))?;
+        let names: Vec<String> = rd.flatten().filter_map(|e| e.file_name().to_str().map(String::from)).collect();
+        let mut out = Vec::new();
+        for n in &names {
+            if n.ends_with(".sig") || n.ends_with(".part") {
+                continue;
+            }
+            let Ok(p) = name::parse(n) else { continue };
+            out.push(Candidate {
+                url: self.out.join(n).display().to_string(),
+                has_sig: names.contains(&format!("{n}.sig")),
+                version: p.version(),
+                name: p.name,
+                arch: p.arch,
+                file: n.clone(),
+                date: None,
+                size: None,
+                sha256: None,
+                repo: None,
+            });
+        }
+        ala::sort_newest_first(&mut out);
+        Ok(out)
+    }
+
+    fn resolve(&self, wanted: &[(Spec, Vec<Spec>)], date: Option<&str>) -> Result<Vec<Candidate>> {
+        let snapshot = match (date, self.offline) {
+            (Some(_), true) => return Err(Error::usage("--date needs the network; with --offline name exact versions")),
+            (Some(d), false) => Some(self.on_mirrors(|c, m| ala::snapshot(c, m, d))?),
+            (None, true) => Some(self.local_candidates()?),
+            (None, false) => None,
+        };
+        let mut chosen = Vec::new();
+        for (spec, alts) in wanted {
+            let pool = match &snapshot {
+                Some(s) => s.clone(),
+                None => self.on_mirrors(|c, m| ala::list_package(c, m, &spec.name))?,
+            };
+            let pick = std::iter::once(spec).chain(alts).find_map(|s| ala::choose(&pool, s));
+            match pick {
+                Some(c) => {
+                    self.ctx.debug(format!("{}: {} ({})", spec.name, c.version, c.url));
+                    chosen.push(c.clone());
+                }
+                None => {
+                    let have: Vec<&str> = pool.iter().filter(|c| c.name == spec.name).map(|c| c.version.as_str()).take(5).collect();
+                    let want = match (&spec.op, &spec.version) {
+                        (Some(_), Some(v)) => format!("{} matching {v}", spec.name),
+                        _ => spec.name.clone(),
+                    };
+                    let e = Error::missing(format!(
+                        "no {want}{}",
+                        if self.offline { format!(" in {}", self.out.display()) } else if let Some(d) = date { format!(" in the repositories of {d}") } else { " on the archive".into() }
+                    ));
+                    return Err(if have.is_empty() { e } else { e.hint(format!("available: {}", have.join(", "))) });
+                }
+            }
+        }
+        Ok(chosen)
+    }
+
+    /// Fetches (or finds) one file and its signature, verifies, and puts it in place.
+    fn fetch(&self, c: &Candidate) -> Result<Json> {
+        let dest = self.out.join(&c.file);
+        let sig = self.out.join(format!("{}.sig", c.file));
+        let part = self.out.join(format!("{}.part", c.file));
+        let mut o = self.ctx.out();
+        if self.ctx.dry_run {
+            writeln!(o, "would fetch {} {} from {}", c.name, c.version, c.url)?;
+            return Ok(Json::obj().with("file", &c.file).with("url", &c.url));
+        }
+        let already = dest.is_file();
+        if !already && self.offline {
+            return Err(Error::missing(format!("{} is not in {}", c.file, self.out.display())));
+        }
+        if already {
+            if let Some(want) = &c.sha256 {
+                let have = sha256_file(&dest)?;
+                if &have != want {
+                    return Err(Error::new(Kind::Verify, format!("{}: sha256 {have} differs from the repository database's {want}", dest.display()))
+                        .hint("remove the file to fetch it again"));
+                }
+            }
+            let who = self.check(&dest, &sig, c)?;
+            let sum = sha256_file(&dest)?;
+            if !self.ctx.json {
+                writeln!(o, "{}  {sum}  (already here{who})", dest.display())?;
+            }
+            return Ok(result(c, &dest, &sum, true));
+        }
+        // The signature first: small, and without it the package is useless.
+        if self.keyring.is_some() {
+            let bytes = self
+                .client()?
+                .get_small(&c.sig_url(), 64 << 10)?
+                .ok_or_else(|| Error::new(Kind::Verify, format!("{}: no signature on the mirror ({} is missing)", c.file, c.sig_url()))
+                    .hint("refusing an unsigned package; --skip-verify accepts it anyway"))?;
+            write_atomic(&sig, &bytes)?;
+        }
+        let mode = Mode::detect(self.ctx.verbosity < 0);
+        let got = self.client()?.download(&c.url, &part, &format!("fetch {}", c.file), mode)?;
+        // A mirror's error page saved as a package: say so before anything else.
+        let mut head = vec![0u8; 512];
+        let n = std::fs::File::open(&part).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).map_err(|e| Error::path(e, &part))?;
+        if let Err(e) = decompress::detect(&head[..n]) {
+            let _ = std::fs::remove_file(&part);
+            return Err(Error::new(Kind::Verify, format!("{}: not a package: {e}", c.url)));
+        }
+        if let Some(want) = &c.sha256 {
+            if &got.sha256 != want {
+                let _ = std::fs::remove_file(&part);
+                return Err(Error::new(Kind::Verify, format!("{}: sha256 {} differs from the repository database's {want}", c.file, got.sha256)));
+            }
+        }
+        let who = match self.check(&part, &sig, c) {
+            Ok(w) => w,
+            Err(e) => {
+                // Bad data must not be resumed into, nor found under the final name.
+                let _ = std::fs::remove_file(&part);
+                return Err(e);
+            }
+        };
+        std::fs::rename(&part, &dest).map_err(|e| Error::path(e, &dest))?;
+        if !self.ctx.json {
+            writeln!(o, "{}  {}{who}", dest.display(), got.sha256)?;
+        }
+        Ok(result(c, &dest, &got.sha256, false))
+    }
+
+    /// Checks `file` against `sig` (unless --skip-verify); returns a note on the signer.
+    fn check(&self, file: &Path, sig: &Path, c: &Candidate) -> Result<String> {
+        let Some(keyring) = &self.keyring else { return Ok(", NOT verified".into()) };
+        let v = sig::verify_file(keyring, file, sig).map_err(|e| e.context(c.file.clone()))?;
+        Ok(format!(", signed by {}", v.user_id.unwrap_or(v.fingerprint)))
+    }
+}
+
+fn result(c: &Candidate, dest: &Path, sum: &str, cached: bool) -> Json {
+    Json::obj()
+        .with("name", &c.name)
+        .with("version", &c.version)
+        .with("path", dest.display().to_string())
+        .with("sha256", sum)
+        .with("cached", cached)
+}
+
+fn sha256_file(p: &Path) -> Result<String> {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(p).map_err(|e| Error::path(e, p))?;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| Error::path(e, p))?;
+    Ok(http::hex(&h.finalize()))
+}
+
+fn write_atomic(p: &Path, data: &[u8]) -> Result<()> {
+    let tmp = p.with_extension(format!("tmp{}", std::process::id()));
+    let r = std::fs::write(&tmp, data).and_then(|_| std::fs::rename(&tmp, p));
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(sys::write_error(e, p, p, ""));
+    }
+    Ok(())
+}

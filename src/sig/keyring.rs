@@ -1,0 +1,466 @@
+//! The Arch keyring: `archlinux.gpg` (every main and packager key), `archlinux-trusted` (the
+//! main keys, as GnuPG ownertrust lines) and `archlinux-revoked` (keys pacman disables).
+//!
+//! Layouts: Arch's `/usr/share/pacman/keyrings/` (a directory), and Debian's
+//! `archlinux-keyring` package, which puts the same three files in `/usr/share/keyrings/`
+//! beside other distributions' keyrings (so there a keyring is named by its `.gpg` file).
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use pgp::composed::{Deserializable, SignedPublicKey};
+use pgp::types::{Fingerprint, KeyDetails, KeyId};
+
+use super::trust::{self, AnchorInfo};
+use crate::ctx::below;
+use crate::error::{Error, Kind, Result};
+
+/// Where Arch keeps its keyring, in the target root and on the host.
+const PACMAN_KEYRINGS: &str = "usr/share/pacman/keyrings";
+/// Where Debian's `archlinux-keyring` package installs it.
+const DEBIAN_KEYRING: &str = "usr/share/keyrings/archlinux.gpg";
+
+/// Ownertrust GnuPG gives a main key when `archlinux-trusted` names no level (keyringctl
+/// always writes 4, "marginal").
+const DEFAULT_LEVEL: u8 = 4;
+
+/// A key in the keyring: the certificate and, when a subkey is meant, which one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KeyRef {
+    pub cert: usize,
+    pub subkey: Option<usize>,
+}
+
+/// A loaded keyring. Loading parses every certificate and checks the main keys' own
+/// signatures once; verifying a package then costs a handful of signature checks.
+pub struct Keyring {
+    source: PathBuf,
+    /// The revoked list's file name, for messages ("listed in archlinux-revoked").
+    revoked_name: String,
+    pub(crate) certs: Vec<SignedPublicKey>,
+    by_fingerprint: HashMap<Fingerprint, KeyRef>,
+    by_key_id: HashMap<KeyId, Vec<KeyRef>>,
+    /// `archlinux-trusted`: uppercase fingerprint → ownertrust level.
+    trusted: HashMap<String, u8>,
+    /// `archlinux-revoked`: uppercase fingerprints.
+    revoked: HashSet<String>,
+    /// The main keys that can vouch for others: trusted, present, not revoked, self-signed.
+    pub(crate) anchors: HashMap<String, AnchorInfo>,
+    /// Certificates that did not parse (an algorithm rpgp does not know, damage).
+    skipped: usize,
+}
+
+impl Keyring {
+    /// DIR holding archlinux.gpg (binary or ASCII-armoured), archlinux-trusted and
+    /// archlinux-revoked; or the .gpg FILE itself, with STEM-trusted and STEM-revoked beside it
+    /// (`/usr/share/keyrings/archlinux.gpg` → `archlinux-trusted`).
+    pub fn load(path: &Path) -> Result<Keyring> {
+        let (gpg, trusted, revoked) = if path.is_dir() {
+            (
+                path.join("archlinux.gpg"),
+                path.join("archlinux-trusted"),
+                path.join("archlinux-revoked"),
+            )
+        } else {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let dir = path.parent().unwrap_or(Path::new("."));
+            (
+                path.to_path_buf(),
+                dir.join(format!("{stem}-trusted")),
+                dir.join(format!("{stem}-revoked")),
+            )
+        };
+        let read = |p: &Path, what: &str| -> Result<Vec<u8>> {
+            fs::read(p).map_err(|e| {
+                let err = Error::path(e, p);
+                if err.kind() == Kind::Missing {
+                    Error::missing(format!("{}: no {what} there", p.display())).hint(
+                        "an Arch keyring is archlinux.gpg with archlinux-trusted and \
+                         archlinux-revoked beside it (package archlinux-keyring)",
+                    )
+                } else {
+                    err
+                }
+            })
+        };
+        let keys = read(&gpg, "keyring")?;
+        let trusted_text = read(&trusted, "list of main keys")?;
+        let revoked_text = read(&revoked, "list of revoked keys")?;
+        let trusted_list = parse_trusted(&String::from_utf8_lossy(&trusted_text))
+            .map_err(|e| e.context(trusted.display().to_string()))?;
+        let revoked_list = parse_revoked(&String::from_utf8_lossy(&revoked_text))
+            .map_err(|e| e.context(revoked.display().to_string()))?;
+        let (certs, skipped) =
+            parse_certs(&keys).map_err(|e| e.context(gpg.display().to_string()))?;
+        let revoked_name = revoked
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Keyring::build(
+            path.to_path_buf(),
+            revoked_name,
+            certs,
+            skipped,
+            trusted_list,
+            revoked_list,
+        ))
+    }
+
+    /// The keyring to use: `explicit` if given; else the target's
+    /// `/usr/share/pacman/keyrings/`; else the host's; else Debian's
+    /// `/usr/share/keyrings/archlinux.gpg` (package `archlinux-keyring`), the target's then
+    /// the host's. No keyring anywhere is a `Missing` error whose hint lists the choices.
+    pub fn find(root: &Path, host: &Path, explicit: Option<&Path>) -> Result<Keyring> {
+        if let Some(p) = explicit {
+            if !p.exists() {
+                return Err(Error::missing(format!(
+                    "keyring {}: no such file or directory",
+                    p.display()
+                ))
+                .hint("--keyring takes a directory like /usr/share/pacman/keyrings or its archlinux.gpg"));
+            }
+            return Keyring::load(p);
+        }
+        // (what must exist, what to load): Arch's layout in the target, then on the host,
+        // then Debian's in either.
+        let mut candidates: Vec<(PathBuf, PathBuf)> = Vec::new();
+        for base in [root, host] {
+            let dir = below(base, Path::new(PACMAN_KEYRINGS));
+            candidates.push((dir.join("archlinux.gpg"), dir));
+        }
+        for base in [root, host] {
+            let deb = below(base, Path::new(DEBIAN_KEYRING));
+            candidates.push((deb.clone(), deb));
+        }
+        let mut seen = HashSet::new();
+        let mut looked = Vec::new();
+        for (probe, load) in candidates {
+            if !seen.insert(probe.clone()) {
+                continue;
+            }
+            if probe.is_file() {
+                return Keyring::load(&load);
+            }
+            looked.push(load.display().to_string());
+        }
+        Err(Error::missing(format!(
+            "no Arch keyring found (looked in {})",
+            looked.join(", ")
+        ))
+        .hint(
+            "pass --keyring DIR (a copy of an Arch system's /usr/share/pacman/keyrings), \
+             install the keyring (apt-get install archlinux-keyring, pacman -S archlinux-keyring), \
+             or skip the check with --skip-verify",
+        ))
+    }
+
+    /// Where the keyring was loaded from, for messages.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// How many certificates the keyring holds (that parsed).
+    pub fn key_count(&self) -> usize {
+        self.certs.len()
+    }
+
+    /// How many main keys can vouch for packager keys.
+    pub fn main_key_count(&self) -> usize {
+        self.anchors.len()
+    }
+
+    /// Certificates in the file that could not be read (an unknown algorithm, damage).
+    pub fn skipped(&self) -> usize {
+        self.skipped
+    }
+
+    fn build(
+        source: PathBuf,
+        revoked_name: String,
+        certs: Vec<SignedPublicKey>,
+        skipped: usize,
+        trusted: HashMap<String, u8>,
+        revoked: HashSet<String>,
+    ) -> Keyring {
+        let mut by_fingerprint = HashMap::new();
+        let mut by_key_id: HashMap<KeyId, Vec<KeyRef>> = HashMap::new();
+        for (i, cert) in certs.iter().enumerate() {
+            let primary = KeyRef {
+                cert: i,
+                subkey: None,
+            };
+            // A certificate listed twice: the first copy wins, as the file is read in order.
+            by_fingerprint
+                .entry(cert.primary_key.fingerprint())
+                .or_insert(primary);
+            by_key_id
+                .entry(cert.primary_key.legacy_key_id())
+                .or_default()
+                .push(primary);
+            for (j, sub) in cert.public_subkeys.iter().enumerate() {
+                let r = KeyRef {
+                    cert: i,
+                    subkey: Some(j),
+                };
+                by_fingerprint.entry(sub.key.fingerprint()).or_insert(r);
+                by_key_id
+                    .entry(sub.key.legacy_key_id())
+                    .or_default()
+                    .push(r);
+            }
+        }
+        let mut anchors = HashMap::new();
+        for (fpr, level) in &trusted {
+            if revoked.contains(fpr) {
+                continue;
+            }
+            let Some(i) = certs
+                .iter()
+                .position(|c| hex_upper(&c.primary_key.fingerprint()) == *fpr)
+            else {
+                continue;
+            };
+            let state = trust::primary_state(&certs[i]);
+            if state.revoked.is_some() || state.newest_self_sig.is_none() {
+                continue;
+            }
+            anchors.insert(
+                fpr.clone(),
+                AnchorInfo {
+                    cert: i,
+                    level: *level,
+                    created: state.created,
+                    expires: state.expires,
+                },
+            );
+        }
+        Keyring {
+            source,
+            revoked_name,
+            certs,
+            by_fingerprint,
+            by_key_id,
+            trusted,
+            revoked,
+            anchors,
+            skipped,
+        }
+    }
+
+    /// The keys a signature names as its issuer: by fingerprint when it carries one, else by
+    /// key ID (which can, rarely, match several keys).
+    pub(crate) fn lookup(&self, fingerprints: &[&Fingerprint], key_ids: &[&KeyId]) -> Vec<KeyRef> {
+        if !fingerprints.is_empty() {
+            return fingerprints
+                .iter()
+                .filter_map(|f| self.by_fingerprint.get(*f).copied())
+                .take(1)
+                .collect();
+        }
+        let mut out = Vec::new();
+        for id in key_ids {
+            for r in self.by_key_id.get(*id).into_iter().flatten() {
+                if !out.contains(r) {
+                    out.push(*r);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether a primary fingerprint (uppercase hex) is a main key of this keyring.
+    pub(crate) fn is_main_key(&self, fpr: &str) -> bool {
+        self.trusted.contains_key(fpr)
+    }
+
+    /// Whether a primary fingerprint (uppercase hex) is listed in archlinux-revoked.
+    pub(crate) fn is_listed_revoked(&self, fpr: &str) -> bool {
+        self.revoked.contains(fpr)
+    }
+
+    pub(crate) fn revoked_name(&self) -> &str {
+        &self.revoked_name
+    }
+}
+
+/// A summary: the certificates themselves would fill pages.
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("source", &self.source)
+            .field("keys", &self.certs.len())
+            .field("main_keys", &self.anchors.len())
+            .field("revoked", &self.revoked.len())
+            .field("skipped", &self.skipped)
+            .finish()
+    }
+}
+
+/// Uppercase hex, the way Arch's lists and pacman's messages write fingerprints.
+pub(crate) fn hex_upper(f: &Fingerprint) -> String {
+    f.to_string().to_uppercase()
+}
+
+/// Every certificate in an armoured or binary keyring; certificates that do not parse are
+/// counted and skipped, as GnuPG's import skips them.
+fn parse_certs(bytes: &[u8]) -> Result<(Vec<SignedPublicKey>, usize)> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let Some(&first) = first else {
+        return Err(Error::invalid("the keyring is empty"));
+    };
+    let mut certs = Vec::new();
+    let mut skipped = 0;
+    let mut take = |it: Box<dyn Iterator<Item = pgp::errors::Result<SignedPublicKey>> + '_>,
+                    skipped: &mut usize| {
+        for c in it {
+            match c {
+                Ok(c) => certs.push(c),
+                Err(_) => *skipped += 1,
+            }
+        }
+    };
+    if first & 0x80 != 0 {
+        let it = SignedPublicKey::from_bytes_many(Cursor::new(bytes))
+            .map_err(|e| Error::invalid("not an OpenPGP keyring").with_source(e))?;
+        take(it, &mut skipped);
+    } else {
+        // rpgp reads one armour block per call; a keyring may be several blocks end to end.
+        let text = String::from_utf8_lossy(bytes);
+        let marker = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
+        let starts: Vec<usize> = text.match_indices(marker).map(|(i, _)| i).collect();
+        if starts.is_empty() {
+            return Err(Error::invalid(
+                "not an OpenPGP keyring (neither binary nor an armoured public key block)",
+            ));
+        }
+        for (n, &start) in starts.iter().enumerate() {
+            let end = starts.get(n + 1).copied().unwrap_or(text.len());
+            let block = text[start..end].as_bytes().to_vec();
+            match SignedPublicKey::from_armor_many(Cursor::new(block)) {
+                Ok((it, _)) => take(it, &mut skipped),
+                Err(_) => skipped += 1,
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(Error::invalid("no readable key in the keyring"));
+    }
+    Ok((certs, skipped))
+}
+
+/// A fingerprint as the lists write it: 40 hex digits (v4) or 64 (v6), any case.
+fn fingerprint_field(s: &str) -> Option<String> {
+    let ok = (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit());
+    ok.then(|| s.to_ascii_uppercase())
+}
+
+/// `archlinux-trusted`: `FINGERPRINT:LEVEL:` per line (GnuPG ownertrust); `#` comments.
+pub(crate) fn parse_trusted(text: &str) -> Result<HashMap<String, u8>> {
+    let mut out = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split(':');
+        let fpr = fields
+            .next()
+            .and_then(fingerprint_field)
+            .ok_or_else(|| Error::invalid(format!("line {}: not FINGERPRINT:LEVEL:", n + 1)))?;
+        let level = match fields.next().map(str::trim) {
+            None | Some("") => DEFAULT_LEVEL,
+            Some(l) => l.parse::<u8>().map_err(|_| {
+                Error::invalid(format!("line {}: trust level {l:?} is not a number", n + 1))
+            })?,
+        };
+        out.insert(fpr, level);
+    }
+    Ok(out)
+}
+
+/// `archlinux-revoked`: one fingerprint per line.
+pub(crate) fn parse_revoked(text: &str) -> Result<HashSet<String>> {
+    let mut out = HashSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fpr = fingerprint_field(line)
+            .ok_or_else(|| Error::invalid(format!("line {}: not a fingerprint", n + 1)))?;
+        out.insert(fpr);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "2AC0A42EFB0B5CBC7A0402ED4DC95B6D7BE9892E";
+
+    #[test]
+    fn trusted_lines_are_ownertrust() {
+        let t = parse_trusted(&format!(
+            "# main keys\n{A}:4:\n{}:5:\n\n{}\n",
+            A.to_lowercase().replace('2', "3"),
+            "69E6471E3AE065297529832E6BA0F5A2037F4F41:"
+        ))
+        .unwrap();
+        assert_eq!(t.len(), 3);
+        assert_eq!(t[A], 4);
+        assert_eq!(t["3AC0A43EFB0B5CBC7A0403ED4DC95B6D7BE9893E"], 5);
+        // No level: the marginal trust keyringctl always writes.
+        assert_eq!(t["69E6471E3AE065297529832E6BA0F5A2037F4F41"], DEFAULT_LEVEL);
+    }
+
+    #[test]
+    fn malformed_lists_are_invalid() {
+        let e = parse_trusted("2AC0A42E:4:\n").unwrap_err();
+        assert_eq!(e.kind(), Kind::Invalid);
+        assert!(e.to_string().contains("line 1"), "{e}");
+        let e = parse_trusted(&format!("{A}:four:\n")).unwrap_err();
+        assert_eq!(e.kind(), Kind::Invalid);
+        let e = parse_revoked(&format!("{A}\nnot-a-key\n")).unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn revoked_list_is_uppercased() {
+        let r = parse_revoked(&format!("{}\n  \n", A.to_lowercase())).unwrap();
+        assert!(r.contains(A));
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn empty_or_foreign_keyrings_are_invalid() {
+        assert_eq!(parse_certs(b"  \n").unwrap_err().kind(), Kind::Invalid);
+        assert_eq!(parse_certs(b"hello").unwrap_err().kind(), Kind::Invalid);
+    }
+
+    #[test]
+    fn find_explains_the_choices_when_there_is_no_keyring() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Keyring::find(dir.path(), dir.path(), None).unwrap_err();
+        assert_eq!(e.kind(), Kind::Missing);
+        let hint = e.hint_text().unwrap_or_default();
+        for want in ["--keyring", "archlinux-keyring", "--skip-verify"] {
+            assert!(hint.contains(want), "hint lacks {want}: {hint}");
+        }
+        assert!(e.to_string().contains("usr/share/pacman/keyrings"), "{e}");
+    }
+
+    #[test]
+    fn a_keyring_without_its_lists_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("archlinux.gpg"), b"x").unwrap();
+        let e = Keyring::load(dir.path()).unwrap_err();
+        assert_eq!(e.kind(), Kind::Missing);
+        assert!(e.to_string().contains("archlinux-trusted"), "{e}");
+    }
+}

@@ -1,0 +1,558 @@
+//! `rtool fetch-pkg` against a real nginx over TLS serving an archive-shaped tree of real,
+//! gpg-signed packages; faults from a proxy that cuts and stalls connections.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::server::{archive, archive_root, tls, Fault, FaultProxy, Nginx};
+use common::{in_mount_ns, rtool, Cmd, Done};
+
+fn keyring() -> PathBuf {
+    archive().join("keyring")
+}
+
+fn server() -> Nginx {
+    Nginx::start(&archive_root(), "")
+}
+
+/// `rtool fetch-pkg` against `url` with the test CA and keyring, into `out`.
+fn fetch(url: &str, out: &Path, args: &[&str]) -> Done {
+    rtool(["fetch-pkg", "--mirror", url, "--ca-file"])
+        .arg(&tls().ca)
+        .arg("--keyring")
+        .arg(keyring())
+        .arg("-o")
+        .arg(out)
+        .args(["--retries", "0"])
+        .args(args)
+        .run()
+}
+
+fn sha256(p: &Path) -> String {
+    let out = Cmd::new("sha256sum").arg(p).run().success().stdout();
+    out.split_whitespace().next().unwrap().to_string()
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn out_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("fetch-").tempdir().unwrap()
+}
+
+#[test]
+fn list_shows_every_version_newest_first_by_vercmp() {
+    let n = server();
+    let out = rtool([
+        "fetch-pkg",
+        "--list",
+        "linux",
+        "--mirror",
+        &n.url(),
+        "--ca-file",
+    ])
+    .arg(&tls().ca)
+    .run()
+    .success()
+    .stdout();
+    let versions: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        versions,
+        ["6.2.10.arch1-1", "6.2.8.arch1-1", "6.2.7.arch1-1"],
+        "{out}"
+    );
+    // The epoch arrives percent-encoded in the listing and is shown decoded.
+    let z = rtool([
+        "fetch-pkg",
+        "--list",
+        "zfs-utils",
+        "--json",
+        "--mirror",
+        &n.url(),
+        "--ca-file",
+    ])
+    .arg(&tls().ca)
+    .run()
+    .success()
+    .json();
+    assert_eq!(z[0]["version"], "2:2.1.9-1");
+    assert_eq!(z[0]["file"], "zfs-utils-2:2.1.9-1-x86_64.pkg.tar.zst");
+    assert_eq!(z[0]["signed"], true);
+}
+
+#[test]
+fn list_marks_the_running_kernel() {
+    let n = server();
+    let host = tempfile::tempdir().unwrap();
+    fs::create_dir_all(host.path().join("proc/sys/kernel")).unwrap();
+    fs::write(
+        host.path().join("proc/sys/kernel/osrelease"),
+        "6.2.8-arch1-1\n",
+    )
+    .unwrap();
+    let out = rtool([
+        "fetch-pkg",
+        "--list",
+        "linux",
+        "--mirror",
+        &n.url(),
+        "--ca-file",
+    ])
+    .arg(&tls().ca)
+    .host(host.path())
+    .run()
+    .success()
+    .stdout();
+    let line = out
+        .lines()
+        .find(|l| l.contains("running kernel"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.starts_with("6.2.8.arch1-1"), "{out}");
+}
+
+#[test]
+fn newest_is_fetched_verified_with_path_and_sha256() {
+    let n = server();
+    let d = out_dir();
+    let out = fetch(&n.url(), d.path(), &["linux"]).success().stdout();
+    let file = d.path().join("linux-6.2.10.arch1-1-x86_64.pkg.tar.zst");
+    assert!(
+        out.contains(&format!("{}  {}", file.display(), sha256(&file))),
+        "{out}"
+    );
+    assert!(out.contains("signed by Test Packager"), "{out}");
+    assert_eq!(
+        fs::read(&file).unwrap(),
+        fs::read(archive_root().join("packages/l/linux/linux-6.2.10.arch1-1-x86_64.pkg.tar.zst"))
+            .unwrap()
+    );
+    assert_eq!(
+        files(d.path()),
+        [
+            "linux-6.2.10.arch1-1-x86_64.pkg.tar.zst",
+            "linux-6.2.10.arch1-1-x86_64.pkg.tar.zst.sig"
+        ]
+    );
+    // Present and verified: not fetched again.
+    fetch(&n.url(), d.path(), &["linux"])
+        .success()
+        .stdout_has("already here, signed by Test Packager");
+    let log = n.wait_access_log("linux-6.2.10.arch1-1-x86_64.pkg.tar.zst ");
+    assert_eq!(
+        log.matches("GET /packages/l/linux/linux-6.2.10.arch1-1-x86_64.pkg.tar.zst ")
+            .count(),
+        1,
+        "{log}"
+    );
+}
+
+#[test]
+fn exact_versions_constraints_epochs_and_xz() {
+    let n = server();
+    let d = out_dir();
+    fetch(
+        &n.url(),
+        d.path(),
+        &[
+            "linux=6.2.7.arch1-1",
+            "linux-headers<6.2.10",
+            "zfs-utils=2:2.1.9-1",
+            "cmatrix-test",
+        ],
+    )
+    .success();
+    assert_eq!(
+        files(d.path())
+            .into_iter()
+            .filter(|f| !f.ends_with(".sig"))
+            .collect::<Vec<_>>(),
+        [
+            "cmatrix-test-1.0-1-any.pkg.tar.xz",
+            "linux-6.2.7.arch1-1-x86_64.pkg.tar.zst",
+            "linux-headers-6.2.8.arch1-1-x86_64.pkg.tar.zst",
+            "zfs-utils-2:2.1.9-1-x86_64.pkg.tar.zst"
+        ]
+    );
+    fetch(&n.url(), d.path(), &["linux=9.9.arch1-1"])
+        .status(7)
+        .stderr_has("no linux matching 9.9.arch1-1")
+        .stderr_has("available: 6.2.10.arch1-1");
+    fetch(&n.url(), d.path(), &["no-such-package"])
+        .status(7)
+        .stderr_has("no such package");
+}
+
+#[test]
+fn date_resolves_a_consistent_set_before_and_after_the_repo_renames() {
+    let n = server();
+    let d = out_dir();
+    let j = fetch(
+        &n.url(),
+        d.path(),
+        &[
+            "--date",
+            "2023-03-20",
+            "--json",
+            "linux",
+            "linux-headers",
+            "zfs-utils",
+            "cmatrix-test",
+        ],
+    )
+    .success()
+    .json();
+    let got: Vec<(String, String)> = j
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().into(),
+                r["version"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("linux".to_string(), "6.2.7.arch1-1".to_string()),
+            ("linux-headers".into(), "6.2.7.arch1-1".into()),
+            ("zfs-utils".into(), "2:2.1.9-1".into()),
+            ("cmatrix-test".into(), "1.0-1".into())
+        ]
+    );
+    let d2 = out_dir();
+    fetch(&n.url(), d2.path(), &["--date", "2023-06-01", "linux"]).success();
+    assert!(d2
+        .path()
+        .join("linux-6.2.8.arch1-1-x86_64.pkg.tar.zst")
+        .is_file());
+    fetch(&n.url(), d2.path(), &["--date", "2023-06-02", "linux"])
+        .status(7)
+        .stderr_has("no repository database for 2023-06-02");
+    // The database's checksum is checked too: a file that differs from it is refused.
+    let f = d.path().join("linux-6.2.7.arch1-1-x86_64.pkg.tar.zst");
+    let mut bytes = fs::read(&f).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&f, bytes).unwrap();
+    fetch(&n.url(), d.path(), &["--date", "2023-03-20", "linux"])
+        .status(5)
+        .stderr_has("differs from the repository database");
+}
+
+#[test]
+fn match_kernel_fetches_kernel_and_headers() {
+    let n = server();
+    let d = out_dir();
+    fetch(&n.url(), d.path(), &["--match-kernel=6.2.8-arch1-1"]).success();
+    assert!(d
+        .path()
+        .join("linux-6.2.8.arch1-1-x86_64.pkg.tar.zst")
+        .is_file());
+    assert!(d
+        .path()
+        .join("linux-headers-6.2.8.arch1-1-x86_64.pkg.tar.zst")
+        .is_file());
+    fetch(&n.url(), d.path(), &["--match-kernel=6.1.20-1-lts"]).success();
+    assert!(d
+        .path()
+        .join("linux-lts-headers-6.1.20-1-x86_64.pkg.tar.zst")
+        .is_file());
+    // Without a value: the running kernel.
+    let host = tempfile::tempdir().unwrap();
+    fs::create_dir_all(host.path().join("proc/sys/kernel")).unwrap();
+    fs::write(
+        host.path().join("proc/sys/kernel/osrelease"),
+        "6.2.7-arch1-1\n",
+    )
+    .unwrap();
+    let d2 = out_dir();
+    rtool([
+        "fetch-pkg",
+        "--match-kernel",
+        "--mirror",
+        &n.url(),
+        "--ca-file",
+    ])
+    .arg(&tls().ca)
+    .arg("--keyring")
+    .arg(keyring())
+    .arg("-o")
+    .arg(d2.path())
+    .host(host.path())
+    .run()
+    .success();
+    assert!(d2
+        .path()
+        .join("linux-headers-6.2.7.arch1-1-x86_64.pkg.tar.zst")
+        .is_file());
+}
+
+#[test]
+fn offline_uses_the_output_directory_only() {
+    let n = server();
+    let d = out_dir();
+    fetch(&n.url(), d.path(), &["linux=6.2.8.arch1-1"]).success();
+    drop(n);
+    let run = |spec: &str| {
+        rtool(["fetch-pkg", "--offline", "--keyring"])
+            .arg(keyring())
+            .arg("-o")
+            .arg(d.path())
+            .arg(spec)
+            .run()
+    };
+    run("linux")
+        .success()
+        .stdout_has("already here, signed by Test Packager");
+    run("linux-headers")
+        .status(7)
+        .stderr_has(&format!("no linux-headers in {}", d.path().display()));
+    // Signatures are checked again: a changed file is refused.
+    let f = d.path().join("linux-6.2.8.arch1-1-x86_64.pkg.tar.zst");
+    let mut b = fs::read(&f).unwrap();
+    b[100] ^= 1;
+    fs::write(&f, b).unwrap();
+    run("linux").status(5);
+}
+
+#[test]
+fn bad_signatures_never_reach_the_final_name() {
+    let n = server();
+    let d = out_dir();
+    fetch(&n.url(), d.path(), &["badsig-pkg"])
+        .status(5)
+        .stderr_has("Untrusted Packager");
+    fetch(&n.url(), d.path(), &["nosig-pkg"])
+        .status(5)
+        .stderr_has("no signature on the mirror")
+        .stderr_has("--skip-verify");
+    fetch(&n.url(), d.path(), &["htmlerr"]).status(5);
+    for f in files(d.path()) {
+        assert!(f.ends_with(".sig"), "left behind: {f}");
+    }
+    // --skip-verify is explicit and loud.
+    fetch(&n.url(), d.path(), &["--skip-verify", "nosig-pkg"])
+        .success()
+        .stderr_has("signatures are NOT checked")
+        .stdout_has("NOT verified");
+    // An HTML page is still not a package, verified or not.
+    fetch(&n.url(), d.path(), &["--skip-verify", "htmlerr"])
+        .status(5)
+        .stderr_has("HTML page");
+    assert!(!d.path().join("htmlerr-1.0-1-x86_64.pkg.tar.zst").exists());
+}
+
+#[test]
+fn tls_is_verified() {
+    let n = server();
+    let d = out_dir();
+    rtool(["fetch-pkg", "--retries", "0", "--keyring"])
+        .arg(keyring())
+        .args(["--mirror", &n.url(), "-o"])
+        .arg(d.path())
+        .arg("linux")
+        .run()
+        .status(6)
+        .stderr_has("--ca-file");
+    rtool(["fetch-pkg", "--retries", "0", "--ca-file"])
+        .arg(&tls().other_ca)
+        .arg("--keyring")
+        .arg(keyring())
+        .args(["--mirror", &n.url(), "-o"])
+        .arg(d.path())
+        .arg("linux")
+        .run()
+        .status(6);
+    let bad = d.path().join("not-a-cert.pem");
+    fs::write(&bad, "hello\n").unwrap();
+    rtool(["fetch-pkg", "--ca-file"])
+        .arg(&bad)
+        .args(["--mirror", &n.url(), "linux"])
+        .run()
+        .status(3)
+        .stderr_has("no certificate");
+    assert!(files(d.path()).iter().all(|f| f == "not-a-cert.pem"));
+}
+
+#[test]
+fn cut_connection_then_resume_gives_the_same_file() {
+    let n = server();
+    // Listing, signature and package share one kept-alive connection: cut it in the body.
+    let p = FaultProxy::start(n.port, Fault::CutAfter(300_000));
+    let d = out_dir();
+    let name = "linux-6.2.8.arch1-1-x86_64.pkg.tar.zst";
+    fetch(&p.url(), d.path(), &["linux=6.2.8.arch1-1"])
+        .status(6)
+        .stderr_has("kept for resuming");
+    let part = d.path().join(format!("{name}.part"));
+    let have = fs::metadata(&part).unwrap().len();
+    assert!(have > 0 && have < 300_000, "partial: {have}");
+    assert!(!d.path().join(name).exists());
+    p.set_fault(Fault::Pass);
+    fetch(&p.url(), d.path(), &["linux=6.2.8.arch1-1"]).success();
+    let src = archive_root().join("packages/l/linux").join(name);
+    assert_eq!(sha256(&d.path().join(name)), sha256(&src));
+    assert!(!part.exists());
+    n.wait_access_log(&format!("range=\"bytes={have}-\""));
+    // With retries, one command rides over the cut, resuming on a new connection.
+    let d2 = out_dir();
+    let p2 = FaultProxy::start(n.port, Fault::CutFirst(200_000));
+    rtool([
+        "fetch-pkg",
+        "--skip-verify",
+        "--retries",
+        "3",
+        "--mirror",
+        &p2.url(),
+        "--ca-file",
+    ])
+    .arg(&tls().ca)
+    .arg("-o")
+    .arg(d2.path())
+    .arg("linux=6.2.10.arch1-1")
+    .run()
+    .success()
+    .stderr_has("retrying");
+    assert!(p2.connections() >= 2);
+    assert_eq!(
+        sha256(&d2.path().join("linux-6.2.10.arch1-1-x86_64.pkg.tar.zst")),
+        sha256(&archive_root().join("packages/l/linux/linux-6.2.10.arch1-1-x86_64.pkg.tar.zst"))
+    );
+}
+
+#[test]
+fn stalled_server_times_out() {
+    let n = server();
+    // The listing passes; the package body stops arriving.
+    let p = FaultProxy::start(n.port, Fault::StallAfter(100_000));
+    let d = out_dir();
+    let t = std::time::Instant::now();
+    rtool([
+        "fetch-pkg",
+        "--timeout",
+        "2",
+        "--retries",
+        "0",
+        "--skip-verify",
+        "--mirror",
+        &p.url(),
+        "--ca-file",
+    ])
+    .arg(&tls().ca)
+    .arg("-o")
+    .arg(d.path())
+    .arg("linux=6.2.8.arch1-1")
+    .run()
+    .status(6)
+    .stderr_has("timeout")
+    .stderr_has("kept for resuming");
+    assert!(t.elapsed().as_secs() < 15, "took {:?}", t.elapsed());
+}
+
+#[test]
+fn redirect_chains_are_followed() {
+    let extra = "location /hop2/ { rewrite ^/hop2/(.*)$ /hop1/$1 redirect; }\n location /hop1/ { rewrite ^/hop1/(.*)$ /$1 redirect; }";
+    let n = Nginx::start(&archive_root(), extra);
+    let d = out_dir();
+    fetch(
+        &format!("{}/hop2", n.url()),
+        d.path(),
+        &["linux=6.2.7.arch1-1"],
+    )
+    .success()
+    .stdout_has("signed by Test Packager");
+    let loops = Nginx::start(
+        &archive_root(),
+        "location /loop/ { rewrite ^/loop/(.*)$ /loop/$1 redirect; }",
+    );
+    fetch(&format!("{}/loop", loops.url()), d.path(), &["linux"]).status(6);
+}
+
+#[test]
+fn truncated_or_foreign_part_files() {
+    let n = server();
+    let d = out_dir();
+    let name = "linux-6.2.7.arch1-1-x86_64.pkg.tar.zst";
+    let src = fs::read(archive_root().join("packages/l/linux").join(name)).unwrap();
+    // A truncated .part from an earlier run is resumed.
+    fs::write(d.path().join(format!("{name}.part")), &src[..1000]).unwrap();
+    fetch(&n.url(), d.path(), &["linux=6.2.7.arch1-1"]).success();
+    assert_eq!(fs::read(d.path().join(name)).unwrap(), src);
+    n.wait_access_log("range=\"bytes=1000-\"");
+    // A .part holding other bytes fails verification, is discarded, and the next run succeeds.
+    let d2 = out_dir();
+    fs::write(d2.path().join(format!("{name}.part")), vec![b'x'; 5000]).unwrap();
+    fetch(&n.url(), d2.path(), &["linux=6.2.7.arch1-1"]).status(5);
+    assert!(!d2.path().join(format!("{name}.part")).exists() && !d2.path().join(name).exists());
+    fetch(&n.url(), d2.path(), &["linux=6.2.7.arch1-1"]).success();
+}
+
+#[test]
+fn full_output_filesystem_is_a_clear_error() {
+    let n = server();
+    let d = out_dir();
+    let small = d.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=256k tiny '{s}'\nset +e\n\"$RTOOL\" fetch-pkg --retries 0 --mirror '{u}' --ca-file '{ca}' --keyring '{k}' -o '{s}' linux=6.2.7.arch1-1 2> '{d}/err'\necho $? > '{d}/code'\nls '{s}' > '{d}/ls'",
+        s = small.display(),
+        u = n.url(),
+        ca = tls().ca.display(),
+        k = keyring().display(),
+        d = d.path().display()
+    );
+    in_mount_ns(&script, &[]).success();
+    let err = fs::read_to_string(d.path().join("err")).unwrap();
+    assert_eq!(
+        fs::read_to_string(d.path().join("code")).unwrap().trim(),
+        "4",
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "no space left on {} (tmpfs tiny), 256 KiB in all",
+            small.display()
+        )),
+        "{err}"
+    );
+    let ls = fs::read_to_string(d.path().join("ls")).unwrap();
+    assert!(
+        !ls.lines()
+            .any(|l| l == "linux-6.2.7.arch1-1-x86_64.pkg.tar.zst"),
+        "{ls}"
+    );
+}
+
+#[test]
+fn no_keyring_anywhere_explains_the_choices() {
+    let n = server();
+    let d = out_dir();
+    let empty = tempfile::tempdir().unwrap();
+    rtool(["fetch-pkg", "--mirror", &n.url(), "--ca-file"])
+        .arg(&tls().ca)
+        .arg("--root")
+        .arg(empty.path())
+        .arg("-o")
+        .arg(d.path())
+        .arg("linux")
+        .host(empty.path())
+        .run()
+        .status(7)
+        .stderr_has("--keyring")
+        .stderr_has("--skip-verify");
+    assert!(files(d.path()).is_empty());
+}
