@@ -556,3 +556,55 @@ fn no_keyring_anywhere_explains_the_choices() {
         .stderr_has("--skip-verify");
     assert!(files(d.path()).is_empty());
 }
+
+#[test]
+fn resume_handles_416_and_servers_that_ignore_ranges() {
+    let name = "linux-6.2.10.arch1-1-x86_64.pkg.tar.zst";
+    let src = fs::read(archive_root().join("packages/l/linux").join(name)).unwrap();
+    // A .part that already holds the whole file: the server answers 416, nothing is sent again.
+    let n = server();
+    let d = out_dir();
+    fs::write(d.path().join(format!("{name}.part")), &src).unwrap();
+    fetch(&n.url(), d.path(), &["linux=6.2.10.arch1-1"])
+        .success()
+        .stdout_has("signed by Test Packager");
+    assert_eq!(fs::read(d.path().join(name)).unwrap(), src);
+    n.wait_access_log(" 416 ");
+    // A server without range support answers 200 with the whole file: start over cleanly.
+    let plain = Nginx::start(&archive_root(), "max_ranges 0;");
+    let d2 = out_dir();
+    fs::write(d2.path().join(format!("{name}.part")), &src[..5000]).unwrap();
+    fetch(&plain.url(), d2.path(), &["linux=6.2.10.arch1-1"]).success();
+    assert_eq!(fs::read(d2.path().join(name)).unwrap(), src);
+}
+
+#[test]
+fn mirrors_are_tried_in_order() {
+    let n = server();
+    let d = out_dir();
+    // Nothing listens on the first one.
+    let dead = format!("https://127.0.0.1:{}", common::server::free_port());
+    rtool([
+        "fetch-pkg",
+        "--retries",
+        "0",
+        "--mirror",
+        &dead,
+        "--mirror",
+        &n.url(),
+        "--ca-file",
+    ])
+    .arg(&tls().ca)
+    .arg("--keyring")
+    .arg(keyring())
+    .arg("-o")
+    .arg(d.path())
+    .arg("linux=6.2.7.arch1-1")
+    .run()
+    .success()
+    .stderr_has("trying the next mirror");
+    assert!(d
+        .path()
+        .join("linux-6.2.7.arch1-1-x86_64.pkg.tar.zst")
+        .is_file());
+}
