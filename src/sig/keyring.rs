@@ -7,7 +7,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use pgp::composed::{Deserializable, SignedPublicKey};
@@ -325,11 +324,13 @@ fn parse_certs(bytes: &[u8]) -> Result<(Vec<SignedPublicKey>, usize)> {
         }
     };
     if first & 0x80 != 0 {
-        let it = SignedPublicKey::from_bytes_many(Cursor::new(bytes))
+        let it = SignedPublicKey::from_bytes_many(bytes)
             .map_err(|e| Error::invalid("not an OpenPGP keyring").with_source(e))?;
         take(it, &mut skipped);
     } else {
         // rpgp reads one armour block per call; a keyring may be several blocks end to end.
+        // Each block is dearmoured here and parsed as binary, so the packet parser is built
+        // for one reader type only (each one costs tens of KiB in the static binary).
         let text = String::from_utf8_lossy(bytes);
         let marker = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
         let starts: Vec<usize> = text.match_indices(marker).map(|(i, _)| i).collect();
@@ -340,9 +341,11 @@ fn parse_certs(bytes: &[u8]) -> Result<(Vec<SignedPublicKey>, usize)> {
         }
         for (n, &start) in starts.iter().enumerate() {
             let end = starts.get(n + 1).copied().unwrap_or(text.len());
-            let block = text[start..end].as_bytes().to_vec();
-            match SignedPublicKey::from_armor_many(Cursor::new(block)) {
-                Ok((it, _)) => take(it, &mut skipped),
+            match crate::sig::dearmor(&text.as_bytes()[start..end]) {
+                Ok(bin) => match SignedPublicKey::from_bytes_many(&bin[..]) {
+                    Ok(it) => take(it, &mut skipped),
+                    Err(_) => skipped += 1,
+                },
                 Err(_) => skipped += 1,
             }
         }

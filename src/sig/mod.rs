@@ -21,11 +21,11 @@ mod keyring;
 mod trust;
 
 use std::fs::File;
-use std::io::{self, BufReader, Cursor, Read};
+use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey};
+use pgp::composed::SignedPublicKey;
 use pgp::packet::{Signature, SignatureType, SignatureVersion};
 use pgp::types::KeyDetails;
 
@@ -130,6 +130,14 @@ fn read_sig(path: &Path) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// The binary packets inside one ASCII-armoured block.
+pub(crate) fn dearmor(text: &[u8]) -> pgp::errors::Result<Vec<u8>> {
+    let mut d = pgp::armor::Dearmor::new(text);
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut d, &mut out)?;
+    Ok(out)
+}
+
 /// The one signature packet of a detached `.sig`, binary or armoured.
 fn parse_signature(bytes: &[u8]) -> Result<Signature> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -138,11 +146,24 @@ fn parse_signature(bytes: &[u8]) -> Result<Signature> {
     let bad = |e: pgp::errors::Error| {
         Error::invalid("malformed signature: not an OpenPGP detached signature").with_source(e)
     };
-    let (packets, _) = DetachedSignature::from_reader_many(Cursor::new(bytes)).map_err(bad)?;
+    let armored;
+    let binary: &[u8] = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+        bytes
+    } else {
+        armored = dearmor(bytes).map_err(bad)?;
+        &armored
+    };
     let mut sigs = Vec::new();
     // A handful is plenty to tell one from several; the parser never needs to run long.
-    for s in packets.take(8) {
-        sigs.push(s.map_err(bad)?.signature);
+    for p in pgp::packet::PacketParser::new(binary).take(8) {
+        match p.map_err(bad)? {
+            pgp::packet::Packet::Signature(s) => sigs.push(s),
+            _ => {
+                return Err(Error::invalid(
+                    "malformed signature: the file holds something other than a signature",
+                ))
+            }
+        }
     }
     match sigs.len() {
         0 => Err(Error::invalid(
