@@ -29,6 +29,11 @@ gnupg:gpg-agent
 curl:curl
 pacman-package-manager:repo-add
 bc:bc
+linux-headers-amd64:/usr/src/linux-kbuild-6.1/scripts/mod/modpost
+gcc:gcc
+make:make
+kmod:depmod
+dkms:dkms
 "
 
 missing=""

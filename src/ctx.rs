@@ -65,12 +65,14 @@ pub fn args_verbosity() -> [Arg; 2] {
             .short('v')
             .long("verbose")
             .action(ArgAction::Count)
+            .global(true)
             .help("Say more (repeat for even more)"),
         Arg::new("quiet")
             .short('q')
             .long("quiet")
             .action(ArgAction::SetTrue)
             .conflicts_with("verbose")
+            .global(true)
             .help("Print only errors and the result"),
     ]
 }

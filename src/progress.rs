@@ -234,6 +234,88 @@ impl Drop for Progress {
     }
 }
 
+/// Progress of work with no measurable total (a compiler run): the current step on one
+/// redrawn line on a capable terminal, a plain line every `LINE_EVERY` otherwise.
+pub struct Activity {
+    label: String,
+    mode: Mode,
+    start: Instant,
+    last: Option<Instant>,
+    out: Box<dyn Write>,
+    spin: usize,
+}
+
+impl Activity {
+    pub fn new(label: impl Into<String>, mode: Mode) -> Activity {
+        Self::with_writer(label, mode, Box::new(io::stderr()))
+    }
+
+    pub fn with_writer(label: impl Into<String>, mode: Mode, out: Box<dyn Write>) -> Activity {
+        Activity {
+            label: label.into(),
+            mode,
+            start: Instant::now(),
+            last: None,
+            out,
+            spin: 0,
+        }
+    }
+
+    /// Shows `what` (e.g. the build log's last line).
+    pub fn status(&mut self, what: &str) {
+        let now = Instant::now();
+        let secs = now.duration_since(self.start).as_secs();
+        match self.mode {
+            Mode::Hidden => {}
+            Mode::Bar => {
+                if self.last.is_none_or(|t| now.duration_since(t) >= BAR_EVERY) {
+                    self.last = Some(now);
+                    self.spin = (self.spin + 1) % 4;
+                    let what: String = what.chars().take(100).collect();
+                    let _ = write!(
+                        self.out,
+                        "\r\x1b[K{} {} {}: {what}",
+                        ["|", "/", "-", "\\"][self.spin],
+                        duration(secs),
+                        self.label
+                    );
+                    let _ = self.out.flush();
+                }
+            }
+            Mode::Lines => {
+                let due = match self.last {
+                    Some(t) => now.duration_since(t) >= LINE_EVERY,
+                    None => now.duration_since(self.start) >= LINE_EVERY,
+                };
+                if due {
+                    self.last = Some(now);
+                    let what: String = what.chars().take(160).collect();
+                    let _ = writeln!(self.out, "{} ({}): {what}", self.label, duration(secs));
+                }
+            }
+        }
+    }
+
+    /// Clears the live line (the caller prints the outcome).
+    pub fn done(&mut self) {
+        if self.mode == Mode::Bar {
+            let _ = write!(self.out, "\r\x1b[K");
+            let _ = self.out.flush();
+        }
+        self.mode = Mode::Hidden;
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+impl Drop for Activity {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,9 @@
 //! Kernels and their modules: where they live, what is there.
 
+pub mod build;
+pub mod buildlog;
+pub mod dkms;
+
 use std::path::{Path, PathBuf};
 
 use crate::ctx::below;

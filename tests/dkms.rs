@@ -1,0 +1,310 @@
+//! `rtool dkms` with Debian's real kernel headers (real kbuild and modpost): builds that work,
+//! the incident's GPL-only failure reproduced, API changes, refusals before compiling, and
+//! the same trees through Debian's real dkms.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::{real_arch, rtool, Cmd, Done};
+
+/// The release of the installed Debian headers (`linux-headers-amd64`).
+fn kver() -> String {
+    let mut found: Vec<String> = fs::read_dir("/usr/src")
+        .expect("/usr/src")
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("linux-headers-")
+                .map(String::from)
+        })
+        .filter(|k| k.ends_with("-amd64"))
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .expect("Debian's linux-headers-amd64 is installed by `make test`")
+}
+
+/// A target root with the headers for `kver` (its `build` link points at the real headers),
+/// an installed kernel (`vmlinuz`), and `/lib -> usr/lib` as on Arch.
+fn target() -> (tempfile::TempDir, String) {
+    let d = tempfile::Builder::new()
+        .prefix("dkms-root-")
+        .tempdir()
+        .unwrap();
+    let k = kver();
+    let m = d.path().join("usr/lib/modules").join(&k);
+    fs::create_dir_all(&m).unwrap();
+    std::os::unix::fs::symlink(format!("/usr/src/linux-headers-{k}"), m.join("build")).unwrap();
+    fs::write(m.join("vmlinuz"), "kernel").unwrap();
+    std::os::unix::fs::symlink("usr/lib", d.path().join("lib")).unwrap();
+    (d, k)
+}
+
+/// A module tree from tests/fixtures/modules, copied to `dir/NAME-VERSION` so builds never
+/// touch the fixture.
+fn copy_fixture(name: &str, dir: &Path) -> PathBuf {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/modules")
+        .join(name);
+    let conf = fs::read_to_string(src.join("dkms.conf")).unwrap();
+    let ver = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("PACKAGE_VERSION="))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    fs::create_dir_all(dir).unwrap();
+    let dst = dir.join(format!("{name}-{ver}"));
+    Cmd::new("cp").arg("-a").arg(&src).arg(&dst).run().success();
+    dst
+}
+
+/// The same, into the target root's `/usr/src`, where `dkms status` looks.
+fn module(name: &str, root: &Path) -> PathBuf {
+    copy_fixture(name, &root.join("usr/src"))
+}
+
+fn build(root: &Path, src: &Path, k: &str, extra: &[&str]) -> Done {
+    rtool(["dkms", "build"])
+        .arg(src)
+        .args(["-k", k, "--root"])
+        .arg(root)
+        .arg("--work")
+        .arg(root.join("work"))
+        .args(extra)
+        .run()
+}
+
+#[test]
+fn gpl_module_builds_installs_and_is_found_by_depmod() {
+    let (r, k) = target();
+    let src = module("gpl-hello", r.path());
+    // Status before: missing for the installed kernel, and that fails.
+    rtool(["dkms", "status", "--root"])
+        .arg(r.path())
+        .run()
+        .status(1)
+        .stdout_has(&format!("gpl-hello/1.0, {k}: MISSING"));
+    let out = build(r.path(), &src, &k, &[]).success().stdout();
+    let ko = r
+        .path()
+        .join("usr/lib/modules")
+        .join(&k)
+        .join("updates/dkms/gpl_hello.ko");
+    assert!(ko.is_file(), "{out}");
+    assert!(
+        out.contains(&format!("installed {}", ko.display())),
+        "{out}"
+    );
+    let dep = fs::read_to_string(
+        r.path()
+            .join("usr/lib/modules")
+            .join(&k)
+            .join("modules.dep"),
+    )
+    .unwrap();
+    assert!(dep.contains("updates/dkms/gpl_hello.ko:"), "{dep}");
+    let st = rtool(["dkms", "status", "--json", "--root"])
+        .arg(r.path())
+        .run()
+        .success()
+        .json();
+    assert_eq!(st["modules"][0]["state"], "installed");
+    // The source tree stays clean: the build ran in a scratch copy.
+    assert!(!src.join("gpl_hello.ko").exists() && !src.join(".gpl_hello.o.cmd").exists());
+}
+
+#[test]
+fn zstd_compressed_when_asked() {
+    let (r, k) = target();
+    let src = module("gpl-hello", r.path());
+    build(r.path(), &src, &k, &["--compress", "zst"]).success();
+    let zst = r
+        .path()
+        .join("usr/lib/modules")
+        .join(&k)
+        .join("updates/dkms/gpl_hello.ko.zst");
+    let plain = Cmd::new("zstd")
+        .args(["-dc"])
+        .arg(&zst)
+        .run()
+        .success()
+        .0
+        .stdout;
+    assert_eq!(&plain[..4], b"\x7fELF");
+    assert!(!zst.with_extension("").exists(), "no plain copy beside it");
+}
+
+#[test]
+fn gpl_only_symbols_fail_loudly_like_the_incident() {
+    let (r, k) = target();
+    let src = module("cddl-gplonly", r.path());
+    // A relative --root works too: make runs in another directory.
+    let rel = r.path().file_name().unwrap();
+    let out = rtool(["dkms", "build", "cddl-gplonly/1.0", "-k", &k, "--root"])
+        .arg(rel)
+        .arg("--work")
+        .arg(Path::new(rel).join("work"))
+        .current_dir(r.path().parent().unwrap())
+        .run()
+        .status(8)
+        .stdout();
+    let _ = &src;
+    assert!(out.contains(&format!("BUILD FAILED for {k}")), "{out}");
+    assert!(
+        out.contains("bio_start_io_acct") && out.contains("bio_end_io_acct_remapped"),
+        "{out}"
+    );
+    assert!(out.contains("GPL-only"), "{out}");
+    assert!(out.contains("make.log"), "{out}");
+    assert!(!r
+        .path()
+        .join("usr/lib/modules")
+        .join(&k)
+        .join("updates/dkms")
+        .join("cddl_gplonly.ko")
+        .exists());
+    rtool(["dkms", "status", "--root"])
+        .arg(r.path())
+        .run()
+        .status(1)
+        .stdout_has("MISSING");
+}
+
+#[test]
+fn api_change_names_the_function() {
+    let (r, k) = target();
+    let src = module("api-missing", r.path());
+    let out = build(r.path(), &src, &k, &[]).status(8).stdout();
+    assert!(
+        out.contains("blk_queue_nonexistent_rtool") || out.contains("nonexistent"),
+        "{out}"
+    );
+    assert!(out.contains("api_missing.c:"), "{out}");
+}
+
+#[test]
+fn unsupported_kernel_is_refused_before_compiling_unless_forced() {
+    let (r, k) = target();
+    let src = module("meta-old", r.path());
+    let out = build(r.path(), &src, &k, &[]).status(1).stdout();
+    assert!(out.contains("5.15") && out.contains("NOT built"), "{out}");
+    assert!(
+        !r.path()
+            .join("work")
+            .read_dir()
+            .map(|mut d| d.any(|e| e.unwrap().path().join("make.log").exists()))
+            .unwrap_or(false),
+        "nothing compiled"
+    );
+    rtool(["dkms", "status", "--root"])
+        .arg(r.path())
+        .run()
+        .status(1)
+        .stdout_has("unsupported");
+    build(r.path(), &src, &k, &["--force"])
+        .success()
+        .stderr_has("--force");
+    assert!(r
+        .path()
+        .join("usr/lib/modules")
+        .join(&k)
+        .join("updates/dkms/meta_old.ko")
+        .is_file());
+}
+
+#[test]
+fn missing_headers_name_the_fetch_command() {
+    let (r, _) = target();
+    let src = module("gpl-hello", r.path());
+    build(r.path(), &src, "6.2.8-arch1-1", &[])
+        .status(7)
+        .stderr_has("no kernel headers for 6.2.8-arch1-1")
+        .stderr_has("rtool fetch-pkg --match-kernel=6.2.8-arch1-1");
+}
+
+#[test]
+fn real_acpi_call_package_extracts_builds_and_installs() {
+    let (r, k) = target();
+    rtool(["extract", "-q", "-C"])
+        .arg(r.path())
+        .arg(real_arch("acpi_call-dkms.pkg.tar.zst"))
+        .run()
+        .success();
+    let built = rtool(["dkms", "build", "acpi_call/1.1.0", "-k", &k, "--root"])
+        .arg(r.path())
+        .arg("--work")
+        .arg(r.path().join("work"))
+        .run()
+        .success()
+        .stdout();
+    assert!(
+        r.path()
+            .join("usr/lib/modules")
+            .join(&k)
+            .join("updates/dkms/acpi_call.ko")
+            .is_file(),
+        "{built}"
+    );
+}
+
+/// Debian's own dkms on the same tree: same kernel variables, the module lands in the same
+/// place, and a failure is a failure for both.
+#[test]
+fn same_trees_with_debians_dkms() {
+    let k = kver();
+    let t = tempfile::Builder::new()
+        .prefix("dkms-real-")
+        .tempdir()
+        .unwrap();
+    let (src_tree, dkms_tree, install_tree) = (
+        t.path().join("src"),
+        t.path().join("dkms"),
+        t.path().join("install"),
+    );
+    fs::create_dir_all(&src_tree).unwrap();
+    fs::create_dir_all(&dkms_tree).unwrap();
+    fs::create_dir_all(install_tree.join(&k)).unwrap();
+    copy_fixture("gpl-hello", &src_tree);
+    let real = |name: &str, ver: &str, action: &str| {
+        Cmd::new("dkms")
+            .args([action, "-m", name, "-v", ver, "-k", &k])
+            .arg("--sourcetree")
+            .arg(&src_tree)
+            .arg("--dkmstree")
+            .arg(&dkms_tree)
+            .arg("--installtree")
+            .arg(&install_tree)
+            .arg("--kernelsourcedir")
+            .arg(format!("/usr/src/linux-headers-{k}"))
+            .run()
+    };
+    real("gpl-hello", "1.0", "build").success();
+    let theirs = real("gpl-hello", "1.0", "install");
+    let their_ko = install_tree.join(&k).join("updates/dkms/gpl_hello.ko");
+    assert!(
+        their_ko.is_file() || theirs.stdout().contains("updates/dkms"),
+        "{}\n{}",
+        theirs.stdout(),
+        theirs.stderr()
+    );
+    let (r, k2) = target();
+    let src = module("gpl-hello", r.path());
+    build(r.path(), &src, &k2, &[]).success();
+    assert!(r
+        .path()
+        .join("usr/lib/modules")
+        .join(&k2)
+        .join("updates/dkms/gpl_hello.ko")
+        .is_file());
+    // A failing build fails in both.
+    copy_fixture("cddl-gplonly", &src_tree);
+    let theirs = real("cddl-gplonly", "1.0", "build");
+    assert_ne!(theirs.code(), 0, "Debian's dkms must fail too");
+    let src = module("cddl-gplonly", r.path());
+    assert_ne!(build(r.path(), &src, &k2, &[]).code(), 0);
+}
