@@ -284,6 +284,19 @@ fn same_trees_with_debians_dkms() {
             .run()
     };
     real("gpl-hello", "1.0", "build").success();
+    // Variables expanded in MAKE[0]: both build it and install it under DEST_MODULE_NAME.
+    copy_fixture("vars-make", &src_tree);
+    real("vars-make", "2.0", "build").success();
+    let theirs_vars = real("vars-make", "2.0", "install");
+    assert!(
+        install_tree
+            .join(&k)
+            .join("updates/dkms/vars_make.ko")
+            .is_file(),
+        "{}\n{}",
+        theirs_vars.stdout(),
+        theirs_vars.stderr()
+    );
     let theirs = real("gpl-hello", "1.0", "install");
     let their_ko = install_tree.join(&k).join("updates/dkms/gpl_hello.ko");
     assert!(

@@ -477,3 +477,28 @@ pub fn status(root: &Path) -> Result<(Vec<StatusRow>, Vec<String>)> {
     }
     Ok((rows, warnings))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_follows_the_kernels_own_modules() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(Compress::of_kernel(d.path()), Compress::None);
+        for (file, want) in [
+            ("a.ko.zst", Compress::Zstd),
+            ("b.ko.xz", Compress::Xz),
+            ("c.ko.gz", Compress::Gzip),
+            ("d.ko", Compress::None),
+        ] {
+            let k = d.path().join(file.replace('.', "_"));
+            std::fs::create_dir_all(k.join("kernel/drivers/net")).unwrap();
+            std::fs::write(k.join("kernel/drivers/net").join(file), b"x").unwrap();
+            assert_eq!(Compress::of_kernel(&k), want, "{file}");
+            assert!(want.suffix().starts_with(".ko"));
+        }
+        assert_eq!(Compress::parse("zst"), Some(Compress::Zstd));
+        assert_eq!(Compress::parse("lz4"), None);
+    }
+}
