@@ -29,6 +29,41 @@ pub fn duration(secs: u64) -> String {
     }
 }
 
+/// A size as a person writes it: `4G`, `512M`, `1.5G`, `4GiB`, `2048K`, `1073741824`. Units
+/// are powers of 1024, as tmpfs reads them.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    if num.is_empty() || num.starts_with('.') {
+        return None;
+    }
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return None,
+    };
+    if let Some((whole, frac)) = num.split_once('.') {
+        let whole: u64 = whole.parse().ok()?;
+        let digits = frac.len().min(6) as u32;
+        let frac: u64 = if digits == 0 {
+            0
+        } else {
+            frac[..digits as usize].parse().ok()?
+        };
+        let unit = 1u64 << shift;
+        return whole
+            .checked_mul(unit)?
+            .checked_add(frac.checked_mul(unit)? / 10u64.pow(digits));
+    }
+    num.parse::<u64>().ok()?.checked_mul(1u64 << shift)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,6 +76,19 @@ mod tests {
         assert_eq!(human(4 << 30), "4 GiB");
         assert_eq!(human(1_288_490_189), "1.2 GiB");
         assert_eq!(human(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn sizes_people_write() {
+        assert_eq!(parse_size("4G"), Some(4 << 30));
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("4GiB"), Some(4 << 30));
+        assert_eq!(parse_size("1.5G"), Some(3 << 29));
+        assert_eq!(parse_size("1024"), Some(1024));
+        assert_eq!(parse_size("2 k"), Some(2048));
+        assert_eq!(parse_size("G"), None);
+        assert_eq!(parse_size("4X"), None);
+        assert_eq!(parse_size("99999999999T"), None);
     }
 
     #[test]

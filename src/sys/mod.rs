@@ -1,8 +1,10 @@
 //! The running system: mounts, memory, filesystems, processes, network, programs.
 
+pub mod chattr;
 pub mod fstab;
 pub mod mountinfo;
 pub mod net;
+pub mod ns;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
