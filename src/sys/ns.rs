@@ -22,3 +22,31 @@ pub fn private_mounts() -> Result<()> {
             .with_source(std::io::Error::from(e))
     })
 }
+
+/// Bind-mounts `src` on `dst` without its submounts: what lies under a mountpoint inside
+/// `src` shows through at the same place inside `dst`.
+pub fn bind_shallow(src: &std::path::Path, dst: &std::path::Path) -> Result<()> {
+    nix::mount::mount(
+        Some(src),
+        dst,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        Error::system(format!(
+            "cannot bind {} on {}",
+            src.display(),
+            dst.display()
+        ))
+        .with_source(std::io::Error::from(e))
+    })
+}
+
+/// Unmounts `p` (detaching it if it is busy).
+pub fn unmount(p: &std::path::Path) -> Result<()> {
+    nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH).map_err(|e| {
+        Error::system(format!("cannot unmount {}", p.display()))
+            .with_source(std::io::Error::from(e))
+    })
+}
