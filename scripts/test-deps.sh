@@ -34,6 +34,8 @@ gcc:gcc
 make:make
 kmod:depmod
 dkms:dkms
+cpio:cpio
+lz4:lz4
 e2fsprogs:mkfs.ext4
 e2fsprogs:chattr
 "

@@ -2,5 +2,6 @@
 
 pub mod decompress;
 pub mod extract;
+pub mod initramfs;
 pub mod rooted;
 pub mod verify;
