@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod buildlog;
+pub mod bzimage;
 pub mod dkms;
 
 use std::path::{Path, PathBuf};
