@@ -1,6 +1,6 @@
 //! Unpack pacman packages safely into a root, list them, show their info, verify them
 
-use std::io::Write;
+use std::io::{Read as _, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -185,8 +185,6 @@ fn read_pkginfo(pkg: &Path) -> Result<(pkginfo::Info, rtool::archive::decompress
     let info = found.ok_or_else(|| Error::invalid(format!("{}: no .PKGINFO: not a pacman package", pkg.display())))?;
     Ok((info, compression))
 }
-
-use std::io::Read as _;
 
 fn info(ctx: &Ctx, pkgs: &[PathBuf]) -> Result<u8> {
     let mut out = ctx.out();

@@ -63,6 +63,28 @@ fn copy_fixture(name: &str, dir: &Path) -> PathBuf {
     dst
 }
 
+/// gpl-hello under another name, its make command spelled out with dkms's variables, as
+/// many real dkms.conf files do.
+fn vars_make(dir: &Path) -> PathBuf {
+    let src = copy_fixture("gpl-hello", &dir.join(".vars-make"));
+    let dst = dir.join("vars-make-2.0");
+    fs::rename(&src, &dst).unwrap();
+    fs::remove_dir(dir.join(".vars-make")).unwrap();
+    fs::write(dst.join("dkms.conf"), VARS_MAKE_CONF).unwrap();
+    dst
+}
+
+const VARS_MAKE_CONF: &str = r#"# The make command spelled out with dkms's variables, as many real dkms.conf files do.
+PACKAGE_NAME="vars-make"
+PACKAGE_VERSION="2.0"
+MAKE[0]="make -C ${kernel_source_dir} M=${dkms_tree}/${PACKAGE_NAME}/${PACKAGE_VERSION}/build KVER=${kernelver} modules"
+CLEAN="true"
+BUILT_MODULE_NAME[0]="gpl_hello"
+DEST_MODULE_NAME[0]="vars_make"
+DEST_MODULE_LOCATION[0]="/updates/dkms"
+AUTOINSTALL="yes"
+"#;
+
 /// The same, into the target root's `/usr/src`, where `dkms status` looks.
 fn module(name: &str, root: &Path) -> PathBuf {
     copy_fixture(name, &root.join("usr/src"))
@@ -285,7 +307,7 @@ fn same_trees_with_debians_dkms() {
     };
     real("gpl-hello", "1.0", "build").success();
     // Variables expanded in MAKE[0]: both build it and install it under DEST_MODULE_NAME.
-    copy_fixture("vars-make", &src_tree);
+    vars_make(&src_tree);
     real("vars-make", "2.0", "build").success();
     let theirs_vars = real("vars-make", "2.0", "install");
     assert!(
