@@ -82,8 +82,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         all: flag("all"),
         force: flag("force"),
         devices: flag("devices"),
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        owners: unsafe { libc::geteuid() } == 0,
+        owners: rtool::sys::is_root(),
     };
     for pkg in &pkgs {
         extract_one(ctx, pkg, &dir, opts)?;

@@ -161,8 +161,7 @@ fn extract(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
         all: true,
         force: false,
         devices: a.get_flag("devices"),
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        owners: unsafe { libc::geteuid() } == 0,
+        owners: rtool::sys::is_root(),
     };
     let mut ex = Extractor::new(Root::open(&dir)?, opts);
     let r = initramfs::for_each(&image(a), |e, data| {

@@ -38,6 +38,10 @@ cpio:cpio
 lz4:lz4
 e2fsprogs:mkfs.ext4
 e2fsprogs:chattr
+busybox-static:/bin/busybox
+arch-install-scripts:arch-chroot
+dosfstools:mkfs.vfat
+cryptsetup:cryptsetup
 "
 
 missing=""

@@ -1,7 +1,9 @@
 //! The running system: mounts, memory, filesystems, processes, network, programs.
 
+pub mod blockdev;
 pub mod chattr;
 pub mod fstab;
+pub mod mount;
 pub mod mountinfo;
 pub mod net;
 pub mod ns;
@@ -112,6 +114,11 @@ pub fn write_error(e: std::io::Error, path: &Path, shown: &Path, then: &str) -> 
     ))
     .with_source(e)
     .hint(hint)
+}
+
+/// Whether this process runs as root (numeric owners, mounts and modules need it).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
 }
 
 /// Process ids whose command name (`/proc/PID/comm`) is `name`, below `proc_dir`.

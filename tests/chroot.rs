@@ -1,0 +1,528 @@
+//! `rtool chroot`: arch-chroot's mounts, /boot from fstab, exit statuses, teardown on every
+//! way out, LUKS and ZFS steps. Every mount happens inside `common::in_mount_ns`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::Path;
+
+use common::{in_mount_ns, rtool, Cmd, Done, Stubs};
+
+/// A scratch directory holding disk images and the chroot directory `d`.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        common::require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("rtool-chroot-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::create_dir(dir.path().join("d")).expect("mkdir d");
+        Scratch { dir }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    /// A loop-backable image with a filesystem made by `mkfs` (program and arguments).
+    fn image(&self, name: &str, size: &str, mkfs: &[&str]) {
+        let img = self.path().join(name);
+        Cmd::new("truncate")
+            .args(["-s", size])
+            .arg(&img)
+            .run()
+            .success();
+        Cmd::new(mkfs[0]).args(&mkfs[1..]).arg(&img).run().success();
+    }
+    /// Runs `script` in a private mount namespace after attaching `root.img` (and `boot.img`
+    /// when there is one), mounting the root on `$D` and filling it with a busybox system.
+    /// `$T` is the scratch directory, `$R`/`$B` the loop devices; all are detached at the end.
+    fn run(&self, script: &str, vars: &[(&str, &OsStr)]) -> Done {
+        let full = format!("{SETUP}\n{script}");
+        let mut v: Vec<(&str, &OsStr)> = vec![("T", self.path().as_os_str())];
+        v.extend_from_slice(vars);
+        let done = in_mount_ns(&full, &v);
+        self.assert_no_mounts();
+        done
+    }
+    /// Nothing is mounted under the scratch directory in the test's own namespace.
+    #[track_caller]
+    fn assert_no_mounts(&self) {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let here = self.path().to_string_lossy().into_owned();
+        let left: Vec<&str> = text.lines().filter(|l| l.contains(&here)).collect();
+        assert!(left.is_empty(), "mounts left under {here}: {left:#?}");
+    }
+}
+
+const SETUP: &str = r#"
+D="$T/d"
+LOOPS=""
+cleanup() { umount -R "$D" 2>/dev/null || true; for l in $LOOPS; do losetup -d "$l"; done; }
+trap cleanup EXIT
+R=$(losetup -f --show "$T/root.img"); LOOPS="$R"
+if [ -e "$T/boot.img" ]; then B=$(losetup -f --show "$T/boot.img"); LOOPS="$LOOPS $B"; fi
+mount "$R" "$D"
+mkdir -p "$D/bin" "$D/boot" "$D/etc" "$D/proc" "$D/sys" "$D/dev" "$D/run" "$D/tmp"
+cp /bin/busybox "$D/bin/busybox"
+for l in sh cat ls mount sleep kill true false touch; do ln -sf busybox "$D/bin/$l"; done
+echo 'nameserver 192.0.2.53' > "$D/etc/resolv.conf"
+"#;
+
+fn busybox_root() -> Scratch {
+    assert!(
+        Path::new("/bin/busybox").is_file(),
+        "these tests need a static busybox (apt-get install busybox-static)"
+    );
+    let s = Scratch::new();
+    s.image("root.img", "64M", &["mkfs.ext4", "-q", "-F"]);
+    s
+}
+
+fn kernel_has(fs: &str) -> bool {
+    std::fs::read_to_string("/proc/filesystems")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some(fs))
+}
+
+/// The unmount lines `-v` prints, in order.
+fn unmounts(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("chroot: unmounted "))
+        .map(String::from)
+        .collect()
+}
+
+/// arch-chroot's mounts under `d`, in the order rtool unmounts them.
+fn api_teardown(d: &Path, with_resolv: bool) -> Vec<String> {
+    let mut v = Vec::new();
+    if with_resolv {
+        v.push("etc/resolv.conf");
+    }
+    v.extend(["tmp", "run", "dev/shm", "dev/pts", "dev", "sys", "proc"]);
+    v.iter().map(|p| d.join(p).display().to_string()).collect()
+}
+
+#[test]
+fn mount_boot_by_uuid_require_boot_and_stray_kernels() {
+    let s = busybox_root();
+    let uuid = "0d5c1a2e-1111-4222-8333-0123456789ab";
+    s.image("boot.img", "32M", &["mkfs.ext4", "-q", "-F", "-U", uuid]);
+    let out = s
+        .run(
+            &format!(
+                r#"echo 'UUID={uuid} /boot ext4 rw,relatime 0 2' > "$D/etc/fstab"
+touch "$D/boot/vmlinuz-linux" "$D/boot/initramfs-linux.img"
+echo '== mount-boot'
+$RTOOL chroot --mount-boot "$D" -- /bin/cat /proc/mounts
+echo '== require-boot'
+st=0; $RTOOL chroot --require-boot "$D" -- /bin/true 2>"$T/req.err" || st=$?
+echo "require-status=$st"
+cat "$T/req.err" >&2
+"#
+            ),
+            &[],
+        )
+        .success();
+    let stdout = out.stdout();
+    let (mounted, _) = stdout.split_once("== require-boot").expect("both parts");
+    assert!(
+        mounted.contains(" /boot ext4 rw,relatime"),
+        "/boot not mounted inside:\n{mounted}"
+    );
+    assert!(
+        stdout.contains("require-status=7"),
+        "--require-boot did not refuse:\n{stdout}"
+    );
+    let err = out.stderr();
+    assert!(err.contains("--require-boot"), "{err}");
+    assert!(err.contains("--mount-boot"), "the fix is not named:\n{err}");
+    // The unmounted /boot holds a kernel: said loudly, listing the files.
+    assert!(
+        err.contains("NOT a mounted filesystem")
+            && err.contains("initramfs-linux.img, vmlinuz-linux"),
+        "{err}"
+    );
+    // With /boot mounted there is nothing stray to report.
+    assert_eq!(err.matches("holds kernel images").count(), 1, "{err}");
+}
+
+/// `UUID=XXXX-XXXX` of a FAT filesystem is found by reading its boot sector (no udev links
+/// here). Where the kernel has no vfat driver, the error names the device it found.
+#[test]
+fn vfat_uuid_resolves_from_the_boot_sector() {
+    let s = busybox_root();
+    s.image("boot.img", "32M", &["mkfs.vfat", "-i", "1234ABCD"]);
+    let out = s.run(
+        r#"echo 'UUID=1234-ABCD /boot vfat rw,relatime,fmask=0022,dmask=0022 0 2' > "$D/etc/fstab"
+echo "boot-device=$B"
+st=0; $RTOOL chroot --mount-boot "$D" -- /bin/cat /proc/mounts || st=$?
+echo "status=$st"
+"#,
+        &[],
+    );
+    let stdout = out.stdout();
+    let dev = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("boot-device="))
+        .expect("boot device")
+        .to_string();
+    if kernel_has("vfat") {
+        assert!(
+            stdout.contains(" /boot vfat "),
+            "{stdout}\n{}",
+            out.stderr()
+        );
+        assert!(stdout.contains("status=0"), "{stdout}");
+    } else {
+        assert!(stdout.contains("status=4"), "{stdout}");
+        let want = format!("cannot mount {dev} on");
+        assert!(
+            out.stderr().contains(&want) && out.stderr().contains("(vfat)"),
+            "UUID=1234-ABCD did not resolve to {dev}:\n{}",
+            out.stderr()
+        );
+    }
+}
+
+/// mount point → (type, source, per-mount options, filesystem options) from a mountinfo text.
+fn table(text: &str) -> BTreeMap<String, (String, String, Vec<String>, Vec<String>)> {
+    let mut t = BTreeMap::new();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        let Some(sep) = f.iter().position(|x| *x == "-") else {
+            continue;
+        };
+        let sorted = |s: &str| {
+            let mut v: Vec<String> = s.split(',').map(String::from).collect();
+            v.sort();
+            v
+        };
+        t.insert(
+            f[4].to_string(),
+            (
+                f[sep + 1].to_string(),
+                f[sep + 2].to_string(),
+                sorted(f[5]),
+                sorted(f.get(sep + 3).copied().unwrap_or("")),
+            ),
+        );
+    }
+    t
+}
+
+#[test]
+fn same_mounts_as_arch_chroot() {
+    assert!(
+        Path::new("/usr/bin/arch-chroot").exists(),
+        "needs arch-chroot (apt-get install arch-install-scripts)"
+    );
+    let s = busybox_root();
+    let out = s
+        .run(
+            r#"echo '== rtool'
+$RTOOL chroot "$D" -- /bin/cat /proc/self/mountinfo
+echo '== arch-chroot'
+arch-chroot "$D" /bin/cat /proc/self/mountinfo
+"#,
+            &[],
+        )
+        .success();
+    let stdout = out.stdout();
+    let (ours, theirs) = stdout
+        .trim_start_matches("== rtool\n")
+        .split_once("== arch-chroot\n")
+        .expect("both tables");
+    let (mut ours, mut theirs) = (table(ours), table(theirs));
+    // /run: rtool binds the host's /run (arch-chroot v28 at 2249315, the reference); Debian's
+    // packaged arch-chroot 28-1 is older and mounts a tmpfs there. Compared apart.
+    let our_run = ours.remove("/run").expect("rtool mounts /run");
+    let their_run = theirs.remove("/run").expect("arch-chroot mounts /run");
+    let host_run = table(&std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo"));
+    let host_run_fs = host_run
+        .iter()
+        .filter(|(mp, _)| Path::new("/run").starts_with(mp.as_str()))
+        .max_by_key(|(mp, _)| mp.len())
+        .map(|(_, v)| v.0.clone())
+        .expect("a mount holds /run");
+    assert_eq!(
+        our_run.0, host_run_fs,
+        "rtool's /run is not the host's /run"
+    );
+    assert!(
+        their_run.0 == "tmpfs" || their_run.0 == host_run_fs,
+        "{their_run:?}"
+    );
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>(),
+        "mount points differ"
+    );
+    for (mp, a) in &ours {
+        assert_eq!(Some(a), theirs.get(mp), "{mp} differs (rtool, arch-chroot)");
+    }
+    for mp in [
+        "/",
+        "/proc",
+        "/sys",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",
+        "/tmp",
+        "/etc/resolv.conf",
+    ] {
+        assert!(ours.contains_key(mp), "{mp} missing: {ours:#?}");
+    }
+}
+
+#[test]
+fn exit_statuses_pass_through_and_everything_is_unmounted() {
+    let s = busybox_root();
+    let out = s
+        .run(
+            r#"for cmd in "exit 7" "false" "kill -KILL \$\$" "exit 0"; do
+  st=0; $RTOOL chroot -v "$D" -- /bin/sh -c "$cmd" 2>>"$T/err" || st=$?
+  echo "status=$st"
+  echo "-- end" >>"$T/err"
+done
+cat "$T/err" >&2
+"#,
+            &[],
+        )
+        .success();
+    let stdout = out.stdout();
+    let statuses: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("status="))
+        .collect();
+    assert_eq!(statuses, ["7", "1", "137", "0"], "{}", out.stdout());
+    let d = s.path().join("d");
+    let err = out.stderr();
+    for run in err.split("-- end\n").filter(|r| !r.trim().is_empty()) {
+        assert_eq!(unmounts(run), api_teardown(&d, true), "{run}");
+    }
+}
+
+/// rtool stopped by SIGTERM or SIGHUP forwards it, tears down, and exits 128+N.
+#[test]
+fn signals_to_rtool_are_forwarded_then_torn_down() {
+    let s = busybox_root();
+    let out = s
+        .run(
+            r#"for sig in TERM HUP; do
+  rm -f "$D/ready"
+  $RTOOL chroot -v "$D" -- /bin/sh -c ': > /ready; exec sleep 30' 2>"$T/err.$sig" &
+  pid=$!
+  for i in $(seq 100); do [ -e "$D/ready" ] && break; sleep 0.1; done
+  [ -e "$D/ready" ] || { echo "never started" >&2; exit 1; }
+  kill -$sig $pid
+  st=0; wait $pid || st=$?
+  echo "$sig=$st"
+done
+cat "$T/err.TERM" >&2; echo "-- end" >&2; cat "$T/err.HUP" >&2; echo "-- end" >&2
+"#,
+            &[],
+        )
+        .success();
+    assert!(out.stdout().contains("TERM=143"), "{}", out.stdout());
+    assert!(out.stdout().contains("HUP=129"), "{}", out.stdout());
+    let d = s.path().join("d");
+    let err = out.stderr();
+    let runs: Vec<&str> = err
+        .split("-- end\n")
+        .filter(|r| !r.trim().is_empty())
+        .collect();
+    assert_eq!(runs.len(), 2, "{err}");
+    for run in runs {
+        assert_eq!(unmounts(run), api_teardown(&d, true), "{run}");
+    }
+}
+
+/// A mount failing half-way: what was mounted is unmounted, in reverse order.
+#[test]
+fn a_failed_mount_half_way_is_torn_down() {
+    let s = busybox_root();
+    let out = s.run(
+        r#"rmdir "$D/tmp"
+st=0; $RTOOL chroot -v "$D" -- /bin/true || st=$?
+echo "status=$st"
+"#,
+        &[],
+    );
+    assert!(out.stdout().contains("status=4"), "{}", out.stdout());
+    let d = s.path().join("d");
+    let mut want = api_teardown(&d, false);
+    want.remove(0); // tmp never got mounted
+    assert_eq!(unmounts(&out.stderr()), want, "{}", out.stderr());
+    assert!(out.stderr().contains("failed to set up the chroot"));
+}
+
+#[test]
+fn refuses_a_non_directory_and_a_non_root_user() {
+    let s = Scratch::new();
+    let f = s.path().join("file");
+    std::fs::write(&f, "x").expect("write");
+    rtool(["chroot".as_ref(), f.as_os_str()])
+        .run()
+        .status(2)
+        .stderr_has("not a directory");
+    Cmd::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(common::bin())
+        .args(["chroot", "/"])
+        .run()
+        .status(7)
+        .stderr_has("must be run as root");
+}
+
+#[test]
+fn zpool_import_always_with_altroot_then_root_dataset_then_export() {
+    let s = Scratch::new();
+    let d = s.path().join("d");
+    for sub in ["bin", "proc", "sys", "dev", "run", "tmp"] {
+        std::fs::create_dir_all(d.join(sub)).expect("mkdir");
+    }
+    std::fs::copy("/bin/busybox", d.join("bin/busybox")).expect("copy busybox");
+    std::os::unix::fs::symlink("busybox", d.join("bin/true")).expect("link");
+    let stubs = Stubs::new();
+    stubs.add("zpool", 0).add_script(
+        "zfs",
+        r#"if [ "$1" = list ]; then
+  printf 'tank\tnone\ton\ntank/ROOT\tnone\toff\ntank/ROOT/arch\t%s\tnoauto\ntank/home\t%s/home\ton\n' "$ALTROOT" "$ALTROOT"
+fi"#,
+    );
+    let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", stubs.path().display());
+    let out = in_mount_ns(
+        r#"$RTOOL chroot --zpool tank "$D" -- /bin/true"#,
+        &[
+            ("D", d.as_os_str()),
+            ("ALTROOT", d.as_os_str()),
+            ("PATH", OsStr::new(&path)),
+        ],
+    )
+    .success();
+    s.assert_no_mounts();
+    let dd = d.display();
+    assert_eq!(
+        stubs.calls(),
+        [
+            format!("zpool import -N -R {dd} tank"),
+            "zfs list -H -o name,mountpoint,canmount -r tank".to_string(),
+            "zfs mount tank/ROOT/arch".to_string(),
+            "zfs mount -a".to_string(),
+            "zpool export tank".to_string(),
+        ],
+        "{}",
+        out.stderr()
+    );
+
+    // --keep leaves the pool imported.
+    std::fs::remove_file(stubs.log_path()).expect("rm log");
+    in_mount_ns(
+        r#"$RTOOL chroot --keep --zpool tank "$D" -- /bin/true"#,
+        &[
+            ("D", d.as_os_str()),
+            ("ALTROOT", d.as_os_str()),
+            ("PATH", OsStr::new(&path)),
+        ],
+    )
+    .success()
+    .stderr_has("kept: ");
+    assert!(
+        !stubs.calls().iter().any(|c| c.contains("export")),
+        "{:?}",
+        stubs.calls()
+    );
+}
+
+#[test]
+fn a_missing_zfs_or_cryptsetup_names_the_package() {
+    let s = Scratch::new();
+    let d = s.path().join("d");
+    rtool(["chroot", "--zpool", "tank"])
+        .arg(&d)
+        .env("PATH", "/nonexistent")
+        .run()
+        .status(7)
+        .stderr_has("zfs-utils");
+    rtool(["chroot", "--luks", "/dev/null"])
+        .arg(&d)
+        .env("PATH", "/nonexistent")
+        .run()
+        .status(7)
+        .stderr_has("install the cryptsetup package");
+}
+
+/// cryptsetup through a stub (the test kernel may have no device-mapper): opened with the key
+/// file and the name given, and closed again even when mounting the mapping fails.
+#[test]
+fn luks_open_and_close_even_when_the_mount_fails() {
+    let s = Scratch::new();
+    let d = s.path().join("d");
+    let key = s.path().join("key");
+    std::fs::write(&key, "secret").expect("key");
+    let stubs = Stubs::new();
+    stubs.add("cryptsetup", 0);
+    let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", stubs.path().display());
+    let name = format!("rtool-test-{}", std::process::id());
+    let out = in_mount_ns(
+        r#"st=0; $RTOOL chroot --luks "/dev/rtool-no-such-disk:$NAME" --key-file "$KEY" "$D" -- /bin/true || st=$?
+echo "status=$st""#,
+        &[
+            ("D", d.as_os_str()),
+            ("KEY", key.as_os_str()),
+            ("NAME", OsStr::new(&name)),
+            ("PATH", OsStr::new(&path)),
+        ],
+    );
+    s.assert_no_mounts();
+    assert!(
+        out.stdout().contains("status=4"),
+        "{}\n{}",
+        out.stdout(),
+        out.stderr()
+    );
+    assert_eq!(
+        stubs.calls(),
+        [
+            format!(
+                "cryptsetup open --key-file {} /dev/rtool-no-such-disk {name}",
+                key.display()
+            ),
+            format!("cryptsetup close {name}"),
+        ]
+    );
+}
+
+/// The real thing, where the kernel has device-mapper and dm-crypt.
+#[test]
+#[ignore = "needs device-mapper and dm-crypt in the test kernel"]
+fn luks_with_real_cryptsetup() {
+    let s = busybox_root();
+    let out = s.run(
+        r#"truncate -s 64M "$T/luks.img"; L=$(losetup -f --show "$T/luks.img"); LOOPS="$LOOPS $L"
+printf secret > "$T/key"
+cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file "$T/key" "$L"
+cryptsetup open --key-file "$T/key" "$L" rtool-test-fill
+mkfs.ext4 -q /dev/mapper/rtool-test-fill
+mkdir -p "$T/fill"; mount /dev/mapper/rtool-test-fill "$T/fill"; cp -a "$D/." "$T/fill/"; umount "$T/fill"
+cryptsetup close rtool-test-fill
+umount "$D"; mkdir -p "$T/e"
+$RTOOL chroot --luks "$L:rtool-test" --key-file "$T/key" "$T/e" -- /bin/cat /proc/mounts
+[ ! -e /dev/mapper/rtool-test ] && echo closed
+"#,
+        &[],
+    );
+    let out = out.success();
+    assert!(
+        out.stdout().contains("/dev/mapper/rtool-test / ext4"),
+        "{}",
+        out.stdout()
+    );
+    assert!(out.stdout().contains("closed"));
+}
