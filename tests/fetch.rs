@@ -30,6 +30,19 @@ fn fetch(url: &str, out: &Path, args: &[&str]) -> Done {
         .run()
 }
 
+/// `rtool fetch-pkg --list PKG` against the server, with the test CA.
+fn list_cmd(n: &Nginx, pkg: &str) -> common::Cmd {
+    rtool([
+        "fetch-pkg",
+        "--list",
+        pkg,
+        "--mirror",
+        &n.url(),
+        "--ca-file",
+    ])
+    .arg(&tls().ca)
+}
+
 fn sha256(p: &Path) -> String {
     let out = Cmd::new("sha256sum").arg(p).run().success().stdout();
     out.split_whitespace().next().unwrap().to_string()
@@ -51,18 +64,7 @@ fn out_dir() -> tempfile::TempDir {
 #[test]
 fn list_shows_every_version_newest_first_by_vercmp() {
     let n = server();
-    let out = rtool([
-        "fetch-pkg",
-        "--list",
-        "linux",
-        "--mirror",
-        &n.url(),
-        "--ca-file",
-    ])
-    .arg(&tls().ca)
-    .run()
-    .success()
-    .stdout();
+    let out = list_cmd(&n, "linux").run().success().stdout();
     let versions: Vec<&str> = out
         .lines()
         .skip(1)
@@ -74,19 +76,11 @@ fn list_shows_every_version_newest_first_by_vercmp() {
         "{out}"
     );
     // The epoch arrives percent-encoded in the listing and is shown decoded.
-    let z = rtool([
-        "fetch-pkg",
-        "--list",
-        "zfs-utils",
-        "--json",
-        "--mirror",
-        &n.url(),
-        "--ca-file",
-    ])
-    .arg(&tls().ca)
-    .run()
-    .success()
-    .json();
+    let z = list_cmd(&n, "zfs-utils")
+        .arg("--json")
+        .run()
+        .success()
+        .json();
     assert_eq!(z[0]["version"], "2:2.1.9-1");
     assert_eq!(z[0]["file"], "zfs-utils-2:2.1.9-1-x86_64.pkg.tar.zst");
     assert_eq!(z[0]["signed"], true);
@@ -102,19 +96,11 @@ fn list_marks_the_running_kernel() {
         "6.2.8-arch1-1\n",
     )
     .unwrap();
-    let out = rtool([
-        "fetch-pkg",
-        "--list",
-        "linux",
-        "--mirror",
-        &n.url(),
-        "--ca-file",
-    ])
-    .arg(&tls().ca)
-    .host(host.path())
-    .run()
-    .success()
-    .stdout();
+    let out = list_cmd(&n, "linux")
+        .host(host.path())
+        .run()
+        .success()
+        .stdout();
     let line = out
         .lines()
         .find(|l| l.contains("running kernel"))
