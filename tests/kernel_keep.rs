@@ -1,0 +1,111 @@
+//! `rtool kernel-keep` on a fake root: keep before an upgrade, restore after it.
+
+mod common;
+
+use std::fs;
+
+use common::{rtool, FakeRoot};
+use rtool::kernel::bzimage::fake_image;
+
+fn installed(r: &FakeRoot, kver: &str) {
+    r.write("/boot/vmlinuz-linux", fake_image(kver));
+    r.write("/boot/initramfs-linux.img", format!("initramfs of {kver}"));
+    r.write(
+        &format!("/usr/lib/modules/{kver}/kernel/fs/zfs/zfs.ko.zst"),
+        "zfs",
+    );
+    r.write(
+        &format!("/usr/lib/modules/{kver}/modules.dep"),
+        "kernel/fs/zfs/zfs.ko.zst:\n",
+    );
+    r.symlink("/usr/src/linux", &format!("/usr/lib/modules/{kver}/build"));
+}
+
+#[test]
+fn keeps_the_kernel_its_initramfs_and_its_modules_across_an_upgrade() {
+    let r = FakeRoot::new();
+    installed(&r, "6.2.7-arch1-1");
+    r.write("/boot/loader/entries/arch.conf", "title Arch Linux\nlinux /vmlinuz-linux\ninitrd /initramfs-linux.img\noptions root=ZFS=zroot/ROOT/default rw\n");
+
+    let out = rtool(["kernel-keep", "--root"])
+        .arg(r.path())
+        .run()
+        .success()
+        .stdout();
+    assert!(out.contains("kept 6.2.7-arch1-1"), "{out}");
+    assert_eq!(
+        fs::read(r.at("/boot/vmlinuz-linux-prev")).unwrap(),
+        fake_image("6.2.7-arch1-1")
+    );
+    assert_eq!(
+        fs::read_to_string(r.at("/boot/initramfs-linux-prev.img")).unwrap(),
+        "initramfs of 6.2.7-arch1-1"
+    );
+    let entry = fs::read_to_string(r.at("/boot/loader/entries/rtool-linux-prev.conf")).unwrap();
+    assert!(
+        entry.contains("linux   /vmlinuz-linux-prev")
+            && entry.contains("initrd  /initramfs-linux-prev.img"),
+        "{entry}"
+    );
+    assert!(
+        entry.contains("options root=ZFS=zroot/ROOT/default rw"),
+        "{entry}"
+    );
+    let kept = r.at("/var/lib/rtool/kernel-keep/6.2.7-arch1-1");
+    assert!(kept.join("kernel/fs/zfs/zfs.ko.zst").is_file());
+    assert!(!kept.join("build").exists(), "the headers link is not kept");
+
+    // The upgrade: a new kernel, the old modules directory removed by pacman.
+    fs::remove_dir_all(r.at("/usr/lib/modules/6.2.7-arch1-1")).unwrap();
+    installed(&r, "6.2.8-arch1-1");
+    rtool(["kernel-keep", "--restore", "--root"])
+        .arg(r.path())
+        .run()
+        .success()
+        .stdout_has("restored");
+    assert_eq!(
+        fs::read_to_string(r.at("/usr/lib/modules/6.2.7-arch1-1/kernel/fs/zfs/zfs.ko.zst"))
+            .unwrap(),
+        "zfs"
+    );
+    // Restoring again changes nothing.
+    let again = rtool(["kernel-keep", "--restore", "--root"])
+        .arg(r.path())
+        .run()
+        .success()
+        .stdout();
+    assert!(!again.contains("restored"), "{again}");
+    rtool(["kernel-keep", "--list", "--root"])
+        .arg(r.path())
+        .run()
+        .success()
+        .stdout_has("6.2.7-arch1-1: modules kept; boots from /boot/vmlinuz-linux-prev");
+}
+
+#[test]
+fn prune_drops_what_no_image_refers_to_and_missing_modules_are_not_kept() {
+    let r = FakeRoot::new();
+    installed(&r, "6.2.7-arch1-1");
+    rtool(["kernel-keep", "--root"])
+        .arg(r.path())
+        .run()
+        .success()
+        .stdout_has("add a boot entry");
+    // Nothing refers to 6.2.7 any more.
+    fs::remove_file(r.at("/boot/vmlinuz-linux-prev")).unwrap();
+    installed(&r, "6.2.8-arch1-1");
+    rtool(["kernel-keep", "--prune", "--root"])
+        .arg(r.path())
+        .run()
+        .success()
+        .stdout_has("removed");
+    assert!(!r.at("/var/lib/rtool/kernel-keep/6.2.7-arch1-1").exists());
+    // A kernel whose modules are already gone is not worth keeping.
+    fs::remove_dir_all(r.at("/usr/lib/modules/6.2.8-arch1-1")).unwrap();
+    rtool(["kernel-keep", "--root"])
+        .arg(r.path())
+        .run()
+        .success()
+        .stderr_has("already gone");
+    assert!(!r.at("/var/lib/rtool/kernel-keep/6.2.8-arch1-1").exists());
+}
