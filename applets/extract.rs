@@ -1,6 +1,6 @@
 //! Unpack pacman packages safely into a root, list them, show their info, verify them
 
-use std::io::{Read as _, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -170,18 +170,11 @@ fn list(ctx: &Ctx, pkgs: &[PathBuf]) -> Result<u8> {
 fn read_pkginfo(pkg: &Path) -> Result<(pkginfo::Info, rtool::archive::decompress::Compression)> {
     let package = Package::open(pkg)?;
     let compression = package.compression;
-    let mut found = None;
-    package.for_each(|m, data| {
-        if m.raw_name == b".PKGINFO" {
-            let mut text = Vec::new();
-            // .PKGINFO is small; libalpm caps its lines at 512 KiB, a whole file at 16 MiB is absurd.
-            data.take(16 << 20).read_to_end(&mut text).map_err(|e| Error::invalid("cannot read .PKGINFO").with_source(e))?;
-            found = Some(pkginfo::parse(&text).map_err(|e| e.context(".PKGINFO"))?);
-            return Ok(false);
-        }
-        Ok(true)
-    })?;
-    let info = found.ok_or_else(|| Error::invalid(format!("{}: no .PKGINFO: not a pacman package", pkg.display())))?;
+    // .PKGINFO is small; libalpm caps its lines at 512 KiB, a whole file at 16 MiB is absurd.
+    let text = package
+        .read_member(b".PKGINFO", 16 << 20)?
+        .ok_or_else(|| Error::invalid(format!("{}: no .PKGINFO: not a pacman package", pkg.display())))?;
+    let info = pkginfo::parse(&text).map_err(|e| e.context(".PKGINFO"))?;
     Ok((info, compression))
 }
 

@@ -365,11 +365,8 @@ fn result(c: &Candidate, dest: &Path, sum: &str, cached: bool) -> Json {
 }
 
 fn sha256_file(p: &Path) -> Result<String> {
-    use sha2::Digest;
-    let mut f = std::fs::File::open(p).map_err(|e| Error::path(e, p))?;
-    let mut h = sha2::Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| Error::path(e, p))?;
-    Ok(http::hex(&h.finalize()))
+    let f = std::fs::File::open(p).map_err(|e| Error::path(e, p))?;
+    rtool::hash::sha256_hex(f).map_err(|e| Error::path(e, p))
 }
 
 fn write_atomic(p: &Path, data: &[u8]) -> Result<()> {

@@ -1,6 +1,5 @@
 //! List, check and extract initramfs images (early cpio + compressed main archive)
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -9,7 +8,6 @@ use rtool::archive::extract::{EntryKind, Extractor, Options};
 use rtool::archive::initramfs;
 use rtool::archive::rooted::Root;
 use rtool::json::Json;
-use rtool::kernel::MODULE_SUFFIXES;
 use rtool::{ctx, exit, Ctx, Error, Result};
 
 pub fn command() -> Command {
@@ -95,46 +93,21 @@ fn ls(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// `usr/lib/modules/KVER/…` or `lib/modules/KVER/…` → KVER.
-fn kver_of(name: &str) -> Option<&str> {
-    let rest = name.strip_prefix("usr/").unwrap_or(name).strip_prefix("lib/modules/")?;
-    let k = rest.split('/').next()?;
-    (!k.is_empty()).then_some(k)
-}
-
-fn module_name(file: &str) -> Option<String> {
-    MODULE_SUFFIXES.iter().find_map(|s| file.strip_suffix(s)).map(|n| n.replace('-', "_"))
-}
-
 fn check(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
     let wanted: Vec<String> = a.get_many::<String>("module").into_iter().flatten().cloned().collect();
-    let only = a.get_one::<String>("kver");
-    let mut kvers = BTreeSet::new();
-    let mut found: Vec<(String, String, usize)> = Vec::new(); // (module, path, segment)
-    initramfs::for_each(&image(a), |e, _| {
-        let name = String::from_utf8_lossy(&e.member.raw_name).into_owned();
-        let name = name.trim_start_matches("./").to_string();
-        let k = kver_of(&name).map(String::from);
-        if let Some(k) = &k {
-            kvers.insert(k.clone());
-        }
-        if e.member.kind == EntryKind::File && only.is_none_or(|o| k.as_deref() == Some(o)) {
-            let file = name.rsplit('/').next().unwrap_or(&name);
-            if let Some(mn) = module_name(file) {
-                if wanted.iter().any(|w| w.replace('-', "_") == mn) {
-                    found.push((mn, name.clone(), e.segment));
-                }
-            }
-        }
-        Ok(())
-    })?;
-    let missing: Vec<&String> = wanted.iter().filter(|w| !found.iter().any(|(m, _, _)| *m == w.replace('-', "_"))).collect();
+    let only = a.get_one::<String>("kver").map(String::as_str);
+    let c = initramfs::contents(&image(a))?;
+    let found: Vec<&initramfs::ModuleFile> = wanted.iter().filter_map(|w| c.has(w, only)).collect();
+    let missing: Vec<&String> = wanted.iter().filter(|w| c.has(w, only).is_none()).collect();
     let mut out = ctx.out();
     if ctx.json || a.get_flag("json") {
         let j = Json::obj()
             .with("image", image(a).display().to_string())
-            .with("kernels", kvers.iter().cloned().collect::<Vec<_>>())
-            .with("found", Json::Arr(found.iter().map(|(m, p, s)| Json::obj().with("module", m).with("path", p).with("segment", *s)).collect()))
+            .with("kernels", c.releases.clone())
+            .with(
+                "found",
+                Json::Arr(found.iter().map(|m| Json::obj().with("module", &m.name).with("path", &m.path).with("segment", m.segment)).collect()),
+            )
             .with("missing", missing.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .with("ok", missing.is_empty());
         writeln!(out, "{j:#}")?;
@@ -143,10 +116,10 @@ fn check(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
             out,
             "{}: kernel {}",
             image(a).display(),
-            if kvers.is_empty() { "unknown (no lib/modules/KVER)".to_string() } else { kvers.iter().cloned().collect::<Vec<_>>().join(", ") }
+            if c.releases.is_empty() { "unknown (no lib/modules/KVER)".to_string() } else { c.releases.join(", ") }
         )?;
-        for (m, p, s) in &found {
-            writeln!(out, "  {m}: present ({p}, segment {s})")?;
+        for m in &found {
+            writeln!(out, "  {}: present ({}, segment {})", m.name, m.path, m.segment)?;
         }
         for m in &missing {
             writeln!(out, "  {m}: MISSING")?;

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
-use rtool::kernel::build::copy_tree;
+use rtool::kernel::build::copy_tree_except;
 use rtool::kernel::{bzimage, modules_dir};
 use rtool::{ctx, exit, sys, Ctx, Error, Result};
 
@@ -125,24 +125,7 @@ fn keep(ctx: &Ctx) -> Result<u8> {
 
 /// The modules directory, without `build`/`source` (the headers: large, and not needed to boot).
 fn copy_modules(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to).map_err(|e| Error::path(e, to))?;
-    for e in std::fs::read_dir(from).map_err(|e| Error::path(e, from))?.flatten() {
-        let name = e.file_name();
-        if name == "build" || name == "source" {
-            continue;
-        }
-        let (s, d) = (e.path(), to.join(&name));
-        let t = e.file_type().map_err(|e| Error::path(e, &s))?;
-        if t.is_dir() {
-            copy_tree(&s, &d)?;
-        } else if t.is_symlink() {
-            let target = std::fs::read_link(&s).map_err(|e| Error::path(e, &s))?;
-            std::os::unix::fs::symlink(target, &d).map_err(|e| Error::path(e, &d))?;
-        } else {
-            std::fs::copy(&s, &d).map_err(|e| sys::write_error(e, &d, &d, ""))?;
-        }
-    }
-    Ok(())
+    copy_tree_except(from, to, &["build", "source"])
 }
 
 /// A systemd-boot entry for the kept kernel, with the options of the current one.

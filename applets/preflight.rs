@@ -4,11 +4,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{ArgMatches, Command};
-use rtool::archive::extract::EntryKind;
 use rtool::archive::initramfs;
 use rtool::json::Json;
 use rtool::kernel::build::{self as dkms_build, State};
-use rtool::kernel::{bzimage, modules_dir, MODULE_SUFFIXES};
+use rtool::kernel::{bzimage, modules_dir};
 use rtool::report::{self, Finding, Status};
 use rtool::sys::{fstab, mountinfo};
 use rtool::{ctx, exit, Ctx, Result};
@@ -83,31 +82,6 @@ fn root_on_zfs(ctx: &Ctx) -> bool {
         .unwrap_or(false)
 }
 
-/// Module names in an initramfs (for one release, when given), and the releases it holds.
-fn modules_in(image: &Path) -> rtool::Result<(Vec<String>, Vec<String>)> {
-    let mut mods = Vec::new();
-    let mut rels = Vec::new();
-    initramfs::for_each(image, |e, _| {
-        let name = String::from_utf8_lossy(&e.member.raw_name).trim_start_matches("./").to_string();
-        let rest = name.strip_prefix("usr/").unwrap_or(&name);
-        if let Some(r) = rest.strip_prefix("lib/modules/") {
-            if let Some(k) = r.split('/').next().filter(|k| !k.is_empty()) {
-                if !rels.iter().any(|x| x == k) {
-                    rels.push(k.to_string());
-                }
-            }
-        }
-        if e.member.kind == EntryKind::File {
-            let file = name.rsplit('/').next().unwrap_or(&name);
-            if let Some(m) = MODULE_SUFFIXES.iter().find_map(|s| file.strip_suffix(s)) {
-                mods.push(m.replace('-', "_"));
-            }
-        }
-        Ok(())
-    })?;
-    Ok((mods, rels))
-}
-
 pub fn run(ctx: &Ctx, _m: &ArgMatches) -> Result<u8> {
     let boot = ctx.root_path("/boot");
     let mut findings = Vec::new();
@@ -162,14 +136,15 @@ pub fn run(ctx: &Ctx, _m: &ArgMatches) -> Result<u8> {
                 if !newer {
                     findings.push(Finding::new("initramfs", Status::Fail, format!("{iname} is older than {name}: it was not rebuilt for this kernel")).next(format!("`mkinitcpio -p {}`", k.base)).data("kernel", rel.as_str()));
                 }
-                match modules_in(&img) {
+                match initramfs::contents(&img) {
                     Err(e) => findings.push(Finding::new("initramfs", Status::Fail, format!("{iname}: unreadable: {e}")).data("kernel", rel.as_str())),
-                    Ok((mods, rels)) => {
+                    Ok(c) => {
+                        let rels = &c.releases;
                         let mut need: Vec<String> = Vec::new();
                         if zfs_root {
                             need.push("zfs".into());
                         }
-                        let missing: Vec<&String> = need.iter().filter(|n| !mods.contains(n)).collect();
+                        let missing: Vec<&String> = need.iter().filter(|n| c.has(n, None).is_none()).collect();
                         if !rels.is_empty() && !rels.contains(rel) {
                             findings.push(Finding::new("initramfs", Status::Fail, format!("{iname} holds modules of {} but the kernel is {rel}", rels.join(", "))).next(format!("`mkinitcpio -p {}`", k.base)).data("kernel", rel.as_str()));
                         } else if missing.is_empty() {

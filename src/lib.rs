@@ -9,6 +9,7 @@ pub mod archive;
 pub mod cli;
 pub mod ctx;
 pub mod error;
+pub mod hash;
 pub mod install;
 pub mod json;
 pub mod kernel;

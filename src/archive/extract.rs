@@ -19,6 +19,7 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags};
 
 use crate::archive::decompress::{self, Compression, Counting, Pipelined};
 use crate::archive::rooted::{self, split, Existing, Root};
+use crate::archive::Exact;
 use crate::error::{Error, IoContext, Kind, Result};
 
 /// The kinds of member a package can hold.
@@ -105,6 +106,24 @@ impl Package {
         })
     }
 
+    /// The data of the top-level member `name` (`.PKGINFO`, `.MTREE`), read up to `limit`
+    /// bytes; `None` when the package has no such member. Stops reading at that member.
+    pub fn read_member(self, name: &[u8], limit: u64) -> Result<Option<Vec<u8>>> {
+        let mut found = None;
+        self.for_each(|m, data| {
+            if m.raw_name.strip_prefix(b"./").unwrap_or(&m.raw_name) != name {
+                return Ok(true);
+            }
+            let mut bytes = Vec::new();
+            data.take(limit).read_to_end(&mut bytes).map_err(|e| {
+                Error::invalid(format!("{} cannot be read", m.name())).with_source(e)
+            })?;
+            found = Some(bytes);
+            Ok(false)
+        })?;
+        Ok(found)
+    }
+
     /// Calls `f` for every member, in archive order, with the member's data as a reader;
     /// `f` returns false to stop early. Corrupt or truncated input ends with an error naming
     /// the last good member and the offsets.
@@ -186,39 +205,6 @@ impl Package {
             ));
         }
         Ok(())
-    }
-}
-
-/// A member's data, which must be exactly as long as its header says.
-struct Exact<'a, R: Read> {
-    inner: &'a mut R,
-    left: u64,
-    /// A read failed: the input, not the caller, is at fault.
-    failed: bool,
-}
-
-impl<R: Read> Read for Exact<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            return Ok(0);
-        }
-        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
-        let n = self
-            .inner
-            .read(&mut buf[..want])
-            .inspect_err(|_| self.failed = true)?;
-        if n == 0 {
-            self.failed = true;
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "the data ends {} bytes short of the size in its header",
-                    self.left
-                ),
-            ));
-        }
-        self.left -= n as u64;
-        Ok(n)
     }
 }
 

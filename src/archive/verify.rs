@@ -32,26 +32,22 @@ pub struct Report {
 
 /// Reads the package's `.MTREE` (gzip-compressed mtree text).
 pub fn read_mtree(pkg: &Path) -> Result<Vec<mtree::Entry>> {
-    let mut found = None;
-    Package::open(pkg)?.for_each(|m, data| {
-        if m.raw_name.strip_prefix(b"./").unwrap_or(&m.raw_name) == b".MTREE" {
-            let mut text = Vec::new();
-            // A .MTREE of a large package is a few hundred KiB; cap what a hostile one may inflate to.
-            flate2::read::MultiGzDecoder::new(data)
-                .take(256 << 20)
-                .read_to_end(&mut text)
-                .map_err(|e| Error::invalid(".MTREE is not valid gzip").with_source(e))?;
-            found = Some(mtree::parse(&text).map_err(|e| e.context(".MTREE"))?);
-            return Ok(false);
-        }
-        Ok(true)
-    })?;
-    found.ok_or_else(|| {
-        Error::invalid(format!(
-            "{}: the package has no .MTREE to verify against",
-            pkg.display()
-        ))
-    })
+    // A .MTREE of a large package is a few hundred KiB compressed.
+    let gz = Package::open(pkg)?
+        .read_member(b".MTREE", 64 << 20)?
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "{}: the package has no .MTREE to verify against",
+                pkg.display()
+            ))
+        })?;
+    let mut text = Vec::new();
+    // Cap what a hostile one may inflate to.
+    flate2::read::MultiGzDecoder::new(&gz[..])
+        .take(256 << 20)
+        .read_to_end(&mut text)
+        .map_err(|e| Error::invalid(".MTREE is not valid gzip").with_source(e))?;
+    mtree::parse(&text).map_err(|e| e.context(".MTREE"))
 }
 
 fn is_metadata(p: &Path) -> bool {
@@ -202,15 +198,7 @@ fn hash_all(dir: &Path, files: &[&mtree::Entry]) -> Result<Vec<Mismatch>> {
 
 fn hash_file(root: &Root, rel: &Path, buf: &mut [u8]) -> io::Result<String> {
     let fd = root.open_in(rel, OFlag::O_RDONLY | OFlag::O_NOFOLLOW)?;
-    let mut f = std::fs::File::from(fd);
     let mut h = Sha256::new();
-    loop {
-        match f.read(buf) {
-            Ok(0) => break,
-            Ok(n) => h.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    crate::hash::update_from(&mut h, std::fs::File::from(fd), buf)?;
+    Ok(crate::hash::hex(&h.finalize()))
 }

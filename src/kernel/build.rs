@@ -273,10 +273,18 @@ fn last_line(log: &Path) -> String {
 
 /// Copies a source tree (files, directories, symlinks, modes).
 pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    copy_tree_except(from, to, &[])
+}
+
+/// [`copy_tree`], leaving out the top-level entries named in `skip`.
+pub fn copy_tree_except(from: &Path, to: &Path, skip: &[&str]) -> Result<()> {
     fs::create_dir_all(to).map_err(|e| Error::path(e, to))?;
     let rd = fs::read_dir(from).map_err(|e| Error::path(e, from))?;
     for e in rd {
         let e = e.map_err(|e| Error::path(e, from))?;
+        if skip.iter().any(|s| e.file_name() == *s) {
+            continue;
+        }
         let (src, dst) = (e.path(), to.join(e.file_name()));
         let t = e.file_type().map_err(|e| Error::path(e, &src))?;
         if t.is_dir() {

@@ -27,16 +27,30 @@ pub fn modules_dir(root: &Path, kver: &str) -> PathBuf {
     }
 }
 
+/// The module a file name holds, as the kernel names it: `zfs-foo.ko.zst` → `zfs_foo`
+/// (dashes and underscores are the same to the kernel); `None` for other files.
+pub fn module_name(file: &str) -> Option<String> {
+    MODULE_SUFFIXES
+        .iter()
+        .find_map(|s| file.strip_suffix(s))
+        .filter(|stem| !stem.is_empty())
+        .map(|stem| stem.replace('-', "_"))
+}
+
+/// `usr/lib/modules/KVER/…` or `lib/modules/KVER/…` (relative) → KVER.
+pub fn release_of_path(path: &str) -> Option<&str> {
+    let rest = path
+        .strip_prefix("usr/")
+        .unwrap_or(path)
+        .strip_prefix("lib/modules/")?;
+    rest.split('/').next().filter(|k| !k.is_empty())
+}
+
 /// The module file for `name` (`zfs` finds `zfs.ko`, `zfs.ko.zst`, …) in a modules directory:
 /// from `modules.dep` when there is one, else by walking the tree.
 pub fn find_module(moddir: &Path, name: &str) -> Option<PathBuf> {
-    let wanted = |file: &str| {
-        MODULE_SUFFIXES.iter().any(|s| {
-            file.strip_suffix(s).is_some_and(|stem| {
-                stem == name || stem.replace('-', "_") == name.replace('-', "_")
-            })
-        })
-    };
+    let name = name.replace('-', "_");
+    let wanted = |file: &str| module_name(file).is_some_and(|m| m == name);
     if let Ok(dep) = std::fs::read_to_string(moddir.join("modules.dep")) {
         for line in dep.lines() {
             let Some((path, _)) = line.split_once(':') else {

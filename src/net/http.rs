@@ -236,7 +236,10 @@ impl Client {
                     .and_then(|t| t.trim().parse::<u64>().ok());
                 if total == Some(have) {
                     // Already complete.
-                    let sha256 = hash_prefix(&mut file, have).map_err(|e| Error::path(e, part))?;
+                    file.seek(io::SeekFrom::Start(0))
+                        .map_err(|e| Error::path(e, part))?;
+                    let sha256 = crate::hash::sha256_hex((&file).take(have))
+                        .map_err(|e| Error::path(e, part))?;
                     return Ok(Downloaded {
                         bytes: have,
                         sha256,
@@ -352,34 +355,17 @@ impl Client {
         progress.finish();
         Ok(Downloaded {
             bytes: done,
-            sha256: hex(&hasher.finalize()),
+            sha256: crate::hash::hex(&hasher.finalize()),
             resumed_from: start,
         })
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
+/// Hashes the first `len` bytes of `file` into `hasher` (what a resumed download already has).
 fn hash_into(file: &mut File, len: u64, hasher: &mut Sha256) -> io::Result<()> {
     file.seek(io::SeekFrom::Start(0))?;
-    let mut r = (&*file).take(len);
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
+    crate::hash::update_from(hasher, (&*file).take(len), &mut vec![0u8; 256 << 10])?;
     Ok(())
-}
-
-fn hash_prefix(file: &mut File, len: u64) -> io::Result<String> {
-    let mut h = Sha256::new();
-    hash_into(file, len, &mut h)?;
-    Ok(hex(&h.finalize()))
 }
 
 /// `bytes 1000-4999/5000` → (1000, Some(5000)); `bytes 1000-4999/*` → (1000, None).
