@@ -42,6 +42,8 @@ busybox-static:/bin/busybox
 arch-install-scripts:arch-chroot
 dosfstools:mkfs.vfat
 cryptsetup:cryptsetup
+qemu-system-x86:qemu-system-x86_64
+openssh-client:ssh-keygen
 "
 
 missing=""

@@ -131,7 +131,13 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// A decompressing reader over `r` for the format its first bytes show.
-pub fn decoder<R: Read + Send + 'static>(mut r: R) -> Result<(Compression, Box<dyn Read + Send>)> {
+pub fn decoder<R: Read + Send + 'static>(r: R) -> Result<(Compression, Box<dyn Read + Send>)> {
+    decoder_boxed(Box::new(r))
+}
+
+/// The one body behind [`decoder`]: generic decoders over each caller's reader type would
+/// each carry their own copy of four decompressors.
+fn decoder_boxed(mut r: Box<dyn Read + Send>) -> Result<(Compression, Box<dyn Read + Send>)> {
     let mut head = Vec::with_capacity(512);
     r.by_ref()
         .take(512)

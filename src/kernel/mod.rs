@@ -4,6 +4,7 @@ pub mod build;
 pub mod buildlog;
 pub mod bzimage;
 pub mod dkms;
+pub mod modload;
 
 use std::path::{Path, PathBuf};
 

@@ -116,6 +116,41 @@ pub fn write_error(e: std::io::Error, path: &Path, shown: &Path, then: &str) -> 
     .hint(hint)
 }
 
+/// Replaces `path` with `data` atomically: a temporary file beside it is written, synced,
+/// given `mode`, and renamed over it, so a reader sees the old content or the new, never a
+/// part. The temporary file is removed on failure.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.rtool-{}", std::process::id()));
+    let r = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(data)?;
+            // The creation mode went through the umask; the file must have exactly `mode`.
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            f.sync_all()
+        })
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(write_error(e, &tmp, path, "; nothing was replaced"));
+    }
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
 /// Whether this process runs as root (numeric owners, mounts and modules need it).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

@@ -1,0 +1,268 @@
+//! Reload an Intel NIC driver with allow_unsupported_sfp=1, so a third-party SFP+ links up
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use rtool::kernel::modload::{self, Event, Loader, Outcome, State};
+use rtool::sys::net::{self, Interface};
+use rtool::{ctx, exit, Ctx, Error, Kind, Result};
+
+const PARAM: &str = "allow_unsupported_sfp";
+
+pub fn command() -> Command {
+    Command::new("sfp-unlock")
+        .long_about(
+            "Intel's ixgbe driver (82599, X520 and relatives) refuses SFP+ modules that are not \
+             Intel's unless it is loaded with allow_unsupported_sfp=1, and reads that only when \
+             it probes the card. This unloads the driver, loads it again (with its dependencies) \
+             with the parameter, waits for its interfaces to come back, and shows the interfaces \
+             before and after. A driver that is not loaded is simply loaded with the parameter. \
+             --persist also writes the option to <root>/etc/modprobe.d so the repaired system \
+             keeps working (--root is where that is written; the modules are always the running \
+             system's). i40e and ice have no such parameter: their lock is in the NIC's \
+             firmware.",
+        )
+        .arg(Arg::new("driver").value_name("DRIVER").default_value("ixgbe")
+            .help("The driver module"))
+        .arg(Arg::new("persist").long("persist").action(ArgAction::SetTrue)
+            .help("Also write `options DRIVER allow_unsupported_sfp=1` to <root>/etc/modprobe.d/DRIVER-sfp.conf"))
+        .arg(Arg::new("wait").long("wait").value_name("SECONDS").default_value("15").value_parser(clap::value_parser!(u64))
+            .help("How long to wait for the interfaces and their links"))
+        .arg(Arg::new("force").long("force").action(ArgAction::SetTrue)
+            .help("Reload even when the driver carries this ssh session (the session will drop)"))
+        .arg(ctx::arg_root())
+        .arg(ctx::arg_dry_run())
+        .after_help(
+            "Examples:
+  rtool sfp-unlock                          # ixgbe
+  rtool sfp-unlock --persist --root /mnt    # and keep the option in the repaired system
+  rtool sfp-unlock --dry-run
+
+Exit status: 0 the driver is loaded with the parameter (a warning when no interface appeared: \
+no such NIC); 2 a driver without the parameter, or built into the kernel; 4 the driver is in \
+use or the kernel refused; 7 module missing, or not root.",
+        )
+}
+
+pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
+    let driver = modload::normalize(m.get_one::<String>("driver").map(String::as_str).unwrap_or("ixgbe"));
+    let wait = Duration::from_secs(*m.get_one::<u64>("wait").unwrap_or(&15));
+    if matches!(driver.as_str(), "i40e" | "ice") {
+        return Err(Error::usage(format!(
+            "{driver} has no {PARAM} parameter: on X710/XL710 and E810 cards the SFP lock is in the NIC's firmware (NVM), not in the driver"
+        ))
+        .hint("use a module from the card's qualified list, or a firmware/tool from the vendor that lifts the restriction; reloading the driver cannot change it"));
+    }
+    if !ctx.dry_run && !rtool::sys::is_root() {
+        return Err(Error::missing("reloading a driver needs root").hint("run it with sudo, or as root"));
+    }
+    // The driver is the running system's: its modules and configuration come from the host;
+    // --root only says where --persist writes.
+    let loader = Loader::new(&ctx.host, &ctx.host)?;
+    let state = loader.state(&driver);
+    if state == State::BuiltIn {
+        return Err(Error::usage(format!("{driver} is built into this kernel: it cannot be reloaded")).hint(format!(
+            "add {driver}.{PARAM}=1 to the kernel command line (at the boot menu: `e` in systemd-boot or GRUB, Tab in syslinux) and boot again"
+        )));
+    }
+    let entry = loader.db.get(&driver).ok_or_else(|| {
+        Error::missing(format!("module {driver} not found for kernel {} (in {})", loader.release, loader.db.dir.display()))
+    })?;
+    let info = modload::modinfo(&modload::read_image(&entry.path)?);
+    let has_param = info.get("parm").into_iter().flatten().chain(info.get("parmtype").into_iter().flatten())
+        .any(|p| p.split(':').next() == Some(PARAM));
+    if !has_param {
+        return Err(Error::usage(format!("{driver} has no {PARAM} parameter ({})", entry.path.display()))
+            .hint("sfp-unlock is for ixgbe (82599/X520/X540/X550); other drivers lift no SFP restriction this way"));
+    }
+
+    let before = nics(ctx);
+    let ours: Vec<&Interface> = before.iter().filter(|i| i.driver.as_deref() == Some(driver.as_str())).collect();
+    if let Some(i) = ssh_interface(&before) {
+        if i.driver.as_deref() == Some(driver.as_str()) && state == State::Loaded {
+            let msg = format!("this ssh session runs over {} ({driver}): reloading {driver} drops it", i.name);
+            if !m.get_flag("force") && !ctx.dry_run {
+                return Err(Error::usage(msg).hint("run it from the console, or pass --force inside `tmux`/`screen`/`nohup` so it finishes without you"));
+            }
+            ctx.warn(msg);
+        }
+    }
+    let mut out = ctx.out();
+    writeln!(out, "before:")?;
+    table(&mut out, &before)?;
+
+    if ctx.dry_run {
+        if state == State::Loaded {
+            writeln!(out, "would unload {driver} ({} interface(s))", ours.len())?;
+        }
+        writeln!(out, "would load {driver} with {PARAM}=1")?;
+    } else {
+        if state == State::Loaded {
+            match modload::remove(&driver)? {
+                Ok(()) => writeln!(out, "unloaded {driver}")?,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EWOULDBLOCK | libc::EBUSY)) => {
+                    return Err(modload::in_use(&ctx.host, &driver).with_source(e));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(Error::system(format!("unloading {driver} failed")).with_source(e)),
+            }
+            wait_gone(&ctx.host, &driver);
+        }
+        let params = vec![format!("{PARAM}=1")];
+        let mut written: std::io::Result<()> = Ok(());
+        let outcome = loader.load(&driver, &params, false, &mut |ev| {
+            let r = match ev.line(&loader.db.dir) {
+                Some(l) => writeln!(out, "{l}"),
+                None => {
+                    if let Event::Warning(w) = &ev {
+                        ctx.warn(w);
+                    }
+                    Ok(())
+                }
+            };
+            if written.is_ok() {
+                written = r;
+            }
+        })?;
+        written?;
+        if outcome == Outcome::AlreadyLoaded {
+            return Err(Error::new(Kind::System, format!("{driver} is still loaded: it did not unload")));
+        }
+        if let Some(v) = read_param(&ctx.host, &driver) {
+            writeln!(out, "{driver} {PARAM} = {v} (read back from the kernel)")?;
+        }
+    }
+
+    if m.get_flag("persist") {
+        persist(ctx, &mut out, &driver)?;
+    }
+    if ctx.dry_run {
+        return Ok(exit::OK);
+    }
+
+    // The driver probes its cards while loading, so the bound devices are known now; their
+    // interfaces appear at once, their links some seconds later.
+    let devices = bound_devices(&ctx.host, &driver);
+    if devices == 0 {
+        writeln!(out, "after:")?;
+        table(&mut out, &nics(ctx))?;
+        ctx.warn(format!("{driver} is loaded with {PARAM}=1, but it found no card: no {driver} NIC in this machine, or it is bound elsewhere (lspci -k)"));
+        return Ok(exit::OK);
+    }
+    let start = Instant::now();
+    let after = loop {
+        let now = nics(ctx);
+        let mine: Vec<&Interface> = now.iter().filter(|i| i.driver.as_deref() == Some(driver.as_str())).collect();
+        let linked = mine.iter().filter(|i| i.carrier == Some(true)).count();
+        if (mine.len() >= devices && linked == mine.len()) || start.elapsed() >= wait {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    writeln!(out, "after:")?;
+    table(&mut out, &after)?;
+    let new: Vec<&str> = after
+        .iter()
+        .filter(|a| !before.iter().any(|b| b.name == a.name))
+        .map(|a| a.name.as_str())
+        .collect();
+    if !new.is_empty() {
+        writeln!(out, "new interfaces: {}", new.join(", "))?;
+    }
+    let mine: Vec<&Interface> = after.iter().filter(|i| i.driver.as_deref() == Some(driver.as_str())).collect();
+    if mine.is_empty() {
+        ctx.warn(format!("{driver} bound {devices} device(s) but no interface appeared within {}s: see `dmesg | grep {driver}`", wait.as_secs()));
+    } else if mine.iter().all(|i| i.carrier != Some(true)) {
+        ctx.note(format!(
+            "no link yet on {}: bring it up with `ip link set {} up` and check the cable/fibre; `dmesg | grep -i sfp` shows what the driver thinks of the module",
+            mine.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "),
+            mine[0].name
+        ));
+    }
+    Ok(exit::OK)
+}
+
+fn nics(ctx: &Ctx) -> Vec<Interface> {
+    net::interfaces(&ctx.host_path("/sys/class/net")).into_iter().filter(|i| !i.loopback).collect()
+}
+
+fn table(out: &mut impl Write, ifs: &[Interface]) -> std::io::Result<()> {
+    if ifs.is_empty() {
+        return writeln!(out, "  (no network interfaces)");
+    }
+    for i in ifs {
+        let link = match i.carrier {
+            Some(true) => "link",
+            Some(false) => "no link",
+            None => "",
+        };
+        writeln!(
+            out,
+            "  {:<16} {:<12} {:<8} {:<8} {}",
+            i.name,
+            i.driver.as_deref().unwrap_or("-"),
+            i.operstate,
+            link,
+            i.mac.as_deref().unwrap_or("-")
+        )?;
+    }
+    Ok(())
+}
+
+/// The interface holding this ssh session's local address (`SSH_CONNECTION`'s third field).
+fn ssh_interface(ifs: &[Interface]) -> Option<&Interface> {
+    let conn = std::env::var("SSH_CONNECTION").ok()?;
+    let local: IpAddr = conn.split_whitespace().nth(2)?.parse().ok()?;
+    ifs.iter().find(|i| i.addresses.contains(&local))
+}
+
+/// Devices the driver's module has bound (`/sys/module/M/drivers/*/<device>`).
+fn bound_devices(host: &Path, driver: &str) -> usize {
+    let dir = rtool::ctx::below(host, Path::new("/sys/module")).join(driver).join("drivers");
+    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    rd.flatten()
+        .filter_map(|d| std::fs::read_dir(d.path()).ok())
+        .flat_map(|rd| rd.flatten())
+        // Devices are links named by bus address (0000:02:00.0); the rest are attributes.
+        .filter(|e| e.file_name().to_string_lossy().contains(':'))
+        .count()
+}
+
+/// Waits (briefly) until the module is gone from /sys/module after an unload.
+fn wait_gone(host: &Path, driver: &str) {
+    let sys_module = rtool::ctx::below(host, Path::new("/sys/module"));
+    let start = Instant::now();
+    while modload::state(&sys_module, driver) != State::Absent && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The parameter's value, readable since Linux 6.9.
+fn read_param(host: &Path, driver: &str) -> Option<String> {
+    let p = rtool::ctx::below(host, Path::new("/sys/module")).join(driver).join("parameters").join(PARAM);
+    std::fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+}
+
+fn persist(ctx: &Ctx, out: &mut impl Write, driver: &str) -> Result<()> {
+    let dir = ctx.root_path("/etc/modprobe.d");
+    let file = dir.join(format!("{driver}-sfp.conf"));
+    let text = format!("# Written by rtool sfp-unlock: accept SFP+ modules not made by Intel.\noptions {driver} {PARAM}=1\n");
+    if std::fs::read_to_string(&file).is_ok_and(|t| t == text) {
+        writeln!(out, "{} already has the option", file.display())?;
+        return Ok(());
+    }
+    if ctx.dry_run {
+        writeln!(out, "would write {}", file.display())?;
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::path(e, &dir))?;
+    rtool::sys::write_atomic(&file, text.as_bytes(), 0o644)?;
+    writeln!(out, "wrote {}", file.display())?;
+    ctx.note(format!(
+        "if {driver} is in the initramfs, rebuild it (mkinitcpio -P in a chroot) so early boot gets the option too"
+    ));
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! Module loading on a real kernel: Debian's, booted under qemu, with modules as plain `.ko`,
+//! `.ko.zst`, `.ko.xz` and `.ko.gz` (Debian's kernel cannot decompress modules itself, so
+//! rtool must). One boot runs every case; each test reads its own.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::vm::{vm, Case, Console};
+
+const SCENARIO: &str = r#"
+case_ dummy-three sh -c 'rtool modprobe dummy numdummies=3 && ls /sys/class/net | grep -c "^dummy"'
+case_ dummy-again rtool modprobe dummy
+case_ dummy-rmmod sh -c 'rtool rmmod dummy && { ls /sys/class/net | grep -c "^dummy" || true; }'
+case_ unknown-param sh -c 'rtool modprobe dummy bogus=1 && rtool rmmod dummy'
+case_ bad-value rtool modprobe dummy numdummies=abc
+case_ no-such-module rtool modprobe no_such_module
+case_ rmmod-not-loaded rtool rmmod dummy
+mkdir -p /etc/modprobe.d /empty
+printf 'options loop max_loop=7 max_part=1\n' > /etc/modprobe.d/loop.conf
+case_ options sh -c 'rtool modprobe loop && cat /sys/module/loop/parameters/max_loop /sys/module/loop/parameters/max_part'
+case_ no-modules-dir rtool modprobe --root /empty dummy
+case_ no-index sh -c 'rtool modprobe --root /alt mdio_devres && grep -oE "^(libphy|mdio_devres) " /proc/modules'
+case_ in-use rtool rmmod libphy
+case_ rmmod-two rtool rmmod mdio_devres libphy
+case_ show-depends rtool modprobe --show-depends ixgbe
+case_ sfp sh -c 'rtool sfp-unlock --wait 1 && grep -oE "^(ixgbe|dca|mdio|libphy|mdio_devres|xfrm_algo) " /proc/modules | sort | tr "\n" " "'
+case_ sfp-again rtool sfp-unlock --wait 1
+case_ sfp-persist sh -c 'mkdir -p /target/etc && rtool sfp-unlock --wait 1 --persist --root /target && cat /target/etc/modprobe.d/ixgbe-sfp.conf && rtool sfp-unlock --wait 1 --persist --root /target'
+case_ sfp-i40e rtool sfp-unlock i40e
+case_ sfp-dummy rtool sfp-unlock dummy
+"#;
+
+fn console() -> &'static Console {
+    static C: OnceLock<Console> = OnceLock::new();
+    C.get_or_init(|| {
+        let v = vm(&["dummy", "loop", "ixgbe", "libphy", "mdio_devres"]);
+        let c = v.run(SCENARIO, &[], "loop.max_part=3");
+        if std::env::var_os("RTOOL_VM_SHOW").is_some() {
+            eprintln!("{}", c.0);
+        }
+        c
+    })
+}
+
+fn case(name: &str) -> Case {
+    console().case(name)
+}
+
+#[test]
+fn modprobe_dummy_numdummies_makes_exactly_three_interfaces() {
+    let c = case("dummy-three");
+    assert_eq!(c.rc, 0, "{c:?}");
+    assert!(
+        c.out
+            .contains("dummy.ko.zst (decompressed by rtool) with numdummies=3"),
+        "{c:?}"
+    );
+    assert_eq!(c.out.lines().last(), Some("3"), "{c:?}");
+}
+
+#[test]
+fn a_loaded_module_is_not_an_error() {
+    let c = case("dummy-again");
+    assert_eq!(c.rc, 0, "{c:?}");
+    assert!(c.out.contains("already  dummy"), "{c:?}");
+}
+
+#[test]
+fn rmmod_removes_the_interfaces() {
+    let c = case("dummy-rmmod");
+    assert_eq!(c.rc, 0, "{c:?}");
+    assert!(c.out.contains("unloaded dummy"), "{c:?}");
+    assert_eq!(c.out.lines().last(), Some("0"), "{c:?}");
+    let c = case("rmmod-not-loaded");
+    assert_eq!(c.rc, 7, "{c:?}");
+    assert!(c.out.contains("dummy is not loaded"), "{c:?}");
+}
+
+#[test]
+fn an_unknown_parameter_loads_with_the_kernels_warning() {
+    let c = case("unknown-param");
+    assert_eq!(c.rc, 0, "{c:?}");
+    assert!(
+        c.out
+            .contains("warning: kernel: dummy: unknown parameter 'bogus' ignored"),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn an_invalid_parameter_value_is_named_with_the_kernels_words() {
+    let c = case("bad-value");
+    assert_eq!(c.rc, 2, "{c:?}");
+    assert!(c.out.contains("a parameter value is invalid"), "{c:?}");
+    assert!(
+        c.out.contains("`abc' invalid for parameter `numdummies'"),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn an_unknown_module_names_the_kernel() {
+    let c = case("no-such-module");
+    assert_eq!(c.rc, 7, "{c:?}");
+    let kver = vm(&["dummy", "loop", "ixgbe", "libphy", "mdio_devres"]).kver;
+    assert!(
+        c.out.contains(&format!(
+            "module no_such_module not found for kernel {kver}"
+        )),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn options_come_from_modprobe_d_then_the_kernel_command_line() {
+    let c = case("options");
+    assert_eq!(c.rc, 0, "{c:?}");
+    // max_loop from /etc/modprobe.d; max_part=1 there, overridden by loop.max_part=3 on the
+    // kernel command line.
+    assert!(
+        c.out.contains("with max_loop=7 max_part=1 max_part=3"),
+        "{c:?}"
+    );
+    let vals: Vec<&str> = c.out.lines().rev().take(2).collect();
+    assert_eq!(vals, ["3", "7"], "{c:?}");
+}
+
+#[test]
+fn a_missing_modules_directory_says_which_kernel() {
+    let c = case("no-modules-dir");
+    assert_eq!(c.rc, 7, "{c:?}");
+    assert!(c.out.contains("no modules for the running kernel"), "{c:?}");
+    assert!(c.out.contains("/empty/usr/lib/modules"), "{c:?}");
+}
+
+#[test]
+fn without_modules_dep_dependencies_come_from_modinfo_and_gz_loads() {
+    let c = case("no-index");
+    assert_eq!(c.rc, 0, "{c:?}");
+    let libphy = c.out.find("loaded   libphy").expect("libphy loaded");
+    let devres = c
+        .out
+        .find("loaded   mdio_devres")
+        .expect("mdio_devres loaded");
+    assert!(libphy < devres, "dependency first: {c:?}");
+    assert!(
+        c.out.contains("mdio_devres.ko.gz (decompressed by rtool)"),
+        "{c:?}"
+    );
+    assert!(
+        c.out.contains("libphy \nmdio_devres ") || c.out.contains("mdio_devres \nlibphy "),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn a_module_in_use_names_its_holders() {
+    let c = case("in-use");
+    assert_eq!(c.rc, 4, "{c:?}");
+    assert!(
+        c.out
+            .contains("libphy is in use: held by the modules mdio_devres"),
+        "{c:?}"
+    );
+    assert!(c.out.contains("rtool rmmod mdio_devres"), "{c:?}");
+    let c = case("rmmod-two");
+    assert_eq!(c.rc, 0, "{c:?}");
+}
+
+#[test]
+fn show_depends_lists_the_chain_in_load_order() {
+    let c = case("show-depends");
+    assert_eq!(c.rc, 0, "{c:?}");
+    let order: Vec<&str> = c
+        .out
+        .lines()
+        .filter_map(|l| l.strip_prefix("insmod   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(order.last(), Some(&"ixgbe"), "{c:?}");
+    for dep in ["xfrm_algo", "libphy", "mdio_devres", "mdio", "dca"] {
+        assert!(order.contains(&dep), "{dep} missing: {c:?}");
+    }
+    let pos = |n: &str| order.iter().position(|o| *o == n).unwrap_or(usize::MAX);
+    assert!(pos("libphy") < pos("mdio_devres"), "{c:?}");
+}
+
+#[test]
+fn sfp_unlock_loads_ixgbe_and_its_chain_with_the_parameter() {
+    let c = case("sfp");
+    assert_eq!(c.rc, 0, "{c:?}");
+    assert!(
+        c.out
+            .contains("ixgbe/ixgbe.ko with allow_unsupported_sfp=1"),
+        "{c:?}"
+    );
+    assert!(c.out.contains("dca.ko.xz (decompressed by rtool)"), "{c:?}");
+    assert!(c.out.contains("found no card"), "no NIC in the VM: {c:?}");
+    let loaded = c.out.lines().last().unwrap_or("");
+    for m in ["dca", "ixgbe", "libphy", "mdio", "mdio_devres", "xfrm_algo"] {
+        assert!(
+            loaded.split_whitespace().any(|w| w == m),
+            "{m} not in /proc/modules: {c:?}"
+        );
+    }
+}
+
+#[test]
+fn sfp_unlock_again_reloads_cleanly() {
+    let c = case("sfp-again");
+    assert_eq!(c.rc, 0, "{c:?}");
+    assert!(c.out.contains("unloaded ixgbe"), "{c:?}");
+    assert!(
+        c.out
+            .contains("ixgbe/ixgbe.ko with allow_unsupported_sfp=1"),
+        "{c:?}"
+    );
+    assert!(c.out.contains("already  dca"), "{c:?}");
+}
+
+#[test]
+fn sfp_unlock_persist_writes_the_option_once() {
+    let c = case("sfp-persist");
+    assert_eq!(c.rc, 0, "{c:?}");
+    assert!(
+        c.out
+            .contains("wrote /target/etc/modprobe.d/ixgbe-sfp.conf"),
+        "{c:?}"
+    );
+    assert!(
+        c.out.contains("\noptions ixgbe allow_unsupported_sfp=1\n"),
+        "{c:?}"
+    );
+    assert!(
+        c.out
+            .contains("/target/etc/modprobe.d/ixgbe-sfp.conf already has the option"),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn sfp_unlock_explains_drivers_it_cannot_unlock() {
+    let c = case("sfp-i40e");
+    assert_eq!(c.rc, 2, "{c:?}");
+    assert!(c.out.contains("firmware"), "{c:?}");
+    let c = case("sfp-dummy");
+    assert_eq!(c.rc, 2, "{c:?}");
+    assert!(
+        c.out
+            .contains("dummy has no allow_unsupported_sfp parameter"),
+        "{c:?}"
+    );
+}
