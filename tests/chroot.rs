@@ -498,31 +498,3 @@ echo "status=$st""#,
         ]
     );
 }
-
-/// The real thing, where the kernel has device-mapper and dm-crypt.
-#[test]
-#[ignore = "needs device-mapper and dm-crypt in the test kernel"]
-fn luks_with_real_cryptsetup() {
-    let s = busybox_root();
-    let out = s.run(
-        r#"truncate -s 64M "$T/luks.img"; L=$(losetup -f --show "$T/luks.img"); LOOPS="$LOOPS $L"
-printf secret > "$T/key"
-cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file "$T/key" "$L"
-cryptsetup open --key-file "$T/key" "$L" rtool-test-fill
-mkfs.ext4 -q /dev/mapper/rtool-test-fill
-mkdir -p "$T/fill"; mount /dev/mapper/rtool-test-fill "$T/fill"; cp -a "$D/." "$T/fill/"; umount "$T/fill"
-cryptsetup close rtool-test-fill
-umount "$D"; mkdir -p "$T/e"
-$RTOOL chroot --luks "$L:rtool-test" --key-file "$T/key" "$T/e" -- /bin/cat /proc/mounts
-[ ! -e /dev/mapper/rtool-test ] && echo closed
-"#,
-        &[],
-    );
-    let out = out.success();
-    assert!(
-        out.stdout().contains("/dev/mapper/rtool-test / ext4"),
-        "{}",
-        out.stdout()
-    );
-    assert!(out.stdout().contains("closed"));
-}

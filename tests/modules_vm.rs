@@ -31,10 +31,12 @@ case_ sfp-i40e rtool sfp-unlock i40e
 case_ sfp-dummy rtool sfp-unlock dummy
 "#;
 
+const MODULES: &[&str] = &["dummy", "loop", "ixgbe", "libphy", "mdio_devres"];
+
 fn console() -> &'static Console {
     static C: OnceLock<Console> = OnceLock::new();
     C.get_or_init(|| {
-        let v = vm(&["dummy", "loop", "ixgbe", "libphy", "mdio_devres"]);
+        let v = vm("modules", MODULES);
         let c = v.run(SCENARIO, &[], "loop.max_part=3");
         if std::env::var_os("RTOOL_VM_SHOW").is_some() {
             eprintln!("{}", c.0);
@@ -103,7 +105,7 @@ fn an_invalid_parameter_value_is_named_with_the_kernels_words() {
 fn an_unknown_module_names_the_kernel() {
     let c = case("no-such-module");
     assert_eq!(c.rc, 7, "{c:?}");
-    let kver = vm(&["dummy", "loop", "ixgbe", "libphy", "mdio_devres"]).kver;
+    let kver = vm("modules", MODULES).kver;
     assert!(
         c.out.contains(&format!(
             "module no_such_module not found for kernel {kver}"

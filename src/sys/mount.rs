@@ -329,6 +329,15 @@ pub fn mount_api_filesystems(stack: &mut MountStack, root: &Path) -> Result<()> 
         M::MS_NOSUID,
         Some("mode=0755"),
     )?;
+    // devtmpfs holds device nodes only: /dev/pts and /dev/shm exist where an init made them,
+    // not on a bare initramfs system.
+    for d in ["dev/pts", "dev/shm"] {
+        let p = root.join(d);
+        if !p.exists() {
+            std::fs::create_dir(&p)
+                .map_err(|e| Error::path(e, &p).context("making a mount point"))?;
+        }
+    }
     stack.mount(
         o("devpts"),
         &root.join("dev/pts"),

@@ -350,3 +350,14 @@ pub fn real_arch(name: &str) -> PathBuf {
     assert!(p.is_file(), "{} is missing", p.display());
     p
 }
+
+/// The program `name` on `PATH` or in the sbin directories.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file());
+    found
+}

@@ -18,13 +18,16 @@ pub struct Vm {
 /// What to put into the VM besides the base tree: `(path inside, content)`.
 pub type Files<'a> = &'a [(&'a str, &'a [u8])];
 
-/// The kernel and a base tree with `modules` (and their dependencies), made once and kept.
-pub fn vm(modules: &[&str]) -> Vm {
+/// The kernel and a base tree named `name` with `modules` (and their dependencies), made once
+/// and kept.
+pub fn vm(name: &str, modules: &[&str]) -> Vm {
     require_root();
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vm");
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let dir = tmp.join(format!("vm-{name}"));
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make-vm.sh");
     let st = Command::new("bash")
         .arg(script)
+        .arg(tmp.join("fixtures/cache"))
         .arg(&dir)
         .args(modules)
         .status()
@@ -69,7 +72,7 @@ impl Vm {
         write(&root, "init", INIT.as_bytes(), 0o755);
         write(&root, "scenario.sh", scenario.as_bytes(), 0o644);
         for (p, data) in files {
-            write(&root, p, data, 0o644);
+            write(&root, p, data, 0o755);
         }
         let initrd = work.path().join("initrd.gz");
         let st = Command::new("sh")
