@@ -59,14 +59,15 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     if !ctx.dry_run && !rtool::sys::is_root() {
         return Err(Error::missing("reloading a driver needs root").hint("run it with sudo, or as root"));
     }
+    if modload::state(&ctx.host_path("/sys/module"), &driver) == State::BuiltIn {
+        return Err(built_in(&driver));
+    }
     // The driver is the running system's: its modules and configuration come from the host;
     // --root only says where --persist writes.
     let loader = Loader::new(&ctx.host, &ctx.host)?;
     let state = loader.state(&driver);
     if state == State::BuiltIn {
-        return Err(Error::usage(format!("{driver} is built into this kernel: it cannot be reloaded")).hint(format!(
-            "add {driver}.{PARAM}=1 to the kernel command line (at the boot menu: `e` in systemd-boot or GRUB, Tab in syslinux) and boot again"
-        )));
+        return Err(built_in(&driver));
     }
     let entry = loader.db.get(&driver).ok_or_else(|| {
         Error::missing(format!("module {driver} not found for kernel {} (in {})", loader.release, loader.db.dir.display()))
@@ -183,6 +184,12 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         ));
     }
     Ok(exit::OK)
+}
+
+fn built_in(driver: &str) -> Error {
+    Error::usage(format!("{driver} is built into this kernel: it cannot be reloaded")).hint(format!(
+        "add {driver}.{PARAM}=1 to the kernel command line (at the boot menu: `e` in systemd-boot or GRUB, Tab in syslinux) and boot again"
+    ))
 }
 
 fn nics(ctx: &Ctx) -> Vec<Interface> {
