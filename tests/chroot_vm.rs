@@ -114,11 +114,7 @@ fn console() -> &'static Console {
             .iter()
             .map(|(p, d)| (p.as_str(), d.as_slice()))
             .collect();
-        let c = v.run(SCENARIO, &files, "");
-        if std::env::var_os("RTOOL_VM_SHOW").is_some() {
-            eprintln!("{}", c.0);
-        }
-        c
+        v.run(SCENARIO, &files, "")
     })
 }
 

@@ -37,11 +37,7 @@ fn console() -> &'static Console {
     static C: OnceLock<Console> = OnceLock::new();
     C.get_or_init(|| {
         let v = vm("modules", MODULES);
-        let c = v.run(SCENARIO, &[], "loop.max_part=3");
-        if std::env::var_os("RTOOL_VM_SHOW").is_some() {
-            eprintln!("{}", c.0);
-        }
-        c
+        v.run(SCENARIO, &[], "loop.max_part=3")
     })
 }
 

@@ -926,8 +926,18 @@ pub fn load_error(
         format!("loading {name} ({}) failed: {what}", path.display()),
     )
     .with_source(io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(0)));
-    if !said.is_empty() {
-        let lines: Vec<String> = said.iter().map(|l| format!("kernel: {l}")).collect();
+    let mut lines: Vec<String> = said.iter().map(|l| format!("kernel: {l}")).collect();
+    if matches!(
+        e.raw_os_error(),
+        Some(libc::EKEYREJECTED | libc::EKEYEXPIRED | libc::EPERM)
+    ) && kind == Kind::System
+    {
+        lines.push(
+            "a module built here is unsigned: sign it with the key the kernel trusts, or boot without module.sig_enforce=1 (with Secure Boot, lockdown enforces it: enroll the key with mokutil)"
+                .to_string(),
+        );
+    }
+    if !lines.is_empty() {
         err = err.hint(lines.join("\n"));
     }
     err

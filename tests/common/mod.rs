@@ -2,6 +2,7 @@
 //! root-only mount work inside a private mount namespace so the host's mounts are never touched.
 #![allow(dead_code)]
 
+pub mod dkms;
 pub mod server;
 pub mod vm;
 use std::ffi::OsStr;

@@ -109,6 +109,9 @@ impl Vm {
             .output()
             .expect("running qemu-system-x86_64");
         let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+        if std::env::var_os("RTOOL_VM_SHOW").is_some() {
+            eprintln!("{text}");
+        }
         assert!(
             text.contains("@@ VM DONE"),
             "the VM did not finish its scenario:\n{text}\n{}",
