@@ -17,8 +17,10 @@ pub fn command() -> Command {
              kernel. Parameters come from `options` lines in <root>/etc/modprobe.d, \
              /run/modprobe.d, /usr/local/lib/modprobe.d, /usr/lib/modprobe.d and /lib/modprobe.d, \
              then from MODULE.param=value on the kernel command line, then from the command line \
-             here. MODULE may be an alias (modules.alias, `alias` lines). A module already loaded \
-             is not an error.",
+             here. Soft dependencies (modules.softdep, `softdep` lines) load before and after it \
+             when they exist. MODULE may be an alias (modules.alias, `alias` lines). A module \
+             already loaded is not an error. Installed as /sbin/modprobe (rtool --install), it \
+             answers the kernel's own module requests.",
         )
         .arg(Arg::new("module").value_name("MODULE").required(true)
             .help("The module (dashes and underscores are the same) or an alias"))

@@ -333,6 +333,8 @@ pub struct Config {
     pub blacklist: HashSet<String>,
     /// `install` commands, which rtool does not run (reported instead).
     pub install: HashMap<String, String>,
+    /// `softdep MODULE pre: A B post: C`: loaded before and after MODULE, when available.
+    pub softdeps: HashMap<String, (Vec<String>, Vec<String>)>,
     /// The files read, in order.
     pub files: Vec<PathBuf>,
 }
@@ -404,6 +406,19 @@ impl Config {
                 }
                 (Some("blacklist"), Some(m)) => {
                     self.blacklist.insert(normalize(m));
+                }
+                (Some("softdep"), Some(m)) => {
+                    let (mut pre, mut post) = (Vec::new(), Vec::new());
+                    let mut into_post = false;
+                    for word in w {
+                        match word {
+                            "pre:" => into_post = false,
+                            "post:" => into_post = true,
+                            d if into_post => post.push(d.to_string()),
+                            d => pre.push(d.to_string()),
+                        }
+                    }
+                    self.softdeps.insert(normalize(m), (pre, post));
                 }
                 (Some("install"), Some(m)) => {
                     self.install
@@ -1029,6 +1044,14 @@ impl Loader {
         }
         let db = ModuleDb::open(&dir)?;
         let mut conf = Config::load(root);
+        // The modules' own soft dependencies (depmod's modules.softdep), unless configured.
+        if let Ok(text) = std::fs::read_to_string(dir.join("modules.softdep")) {
+            let mut from_modules = Config::default();
+            from_modules.parse(&text);
+            for (m, deps) in from_modules.softdeps {
+                conf.softdeps.entry(m).or_insert(deps);
+            }
+        }
         if let Ok(cmdline) = std::fs::read_to_string(below(host, Path::new("/proc/cmdline"))) {
             conf.add_cmdline(&cmdline);
         }
@@ -1082,7 +1105,53 @@ impl Loader {
         dry_run: bool,
         on: &mut dyn FnMut(Event),
     ) -> Result<Outcome> {
-        let name = normalize(name);
+        self.load_soft(&normalize(name), params, dry_run, on, 0)
+    }
+
+    /// `name` between its soft dependencies: those that exist are loaded before (`pre:`) and
+    /// after (`post:`) it; one that fails is a warning, as the module works without it.
+    fn load_soft(
+        &self,
+        name: &str,
+        params: &[String],
+        dry_run: bool,
+        on: &mut dyn FnMut(Event),
+        depth: usize,
+    ) -> Result<Outcome> {
+        let (pre, post) = match self.conf.softdeps.get(name) {
+            Some(d) if depth < 4 => d.clone(),
+            _ => Default::default(),
+        };
+        for d in &pre {
+            self.soft(d, name, dry_run, on, depth);
+        }
+        let outcome = self.load_one(name, params, dry_run, on)?;
+        for d in &post {
+            self.soft(d, name, dry_run, on, depth);
+        }
+        Ok(outcome)
+    }
+
+    fn soft(&self, dep: &str, of: &str, dry_run: bool, on: &mut dyn FnMut(Event), depth: usize) {
+        for m in self.db.resolve(dep, &self.conf) {
+            if m != of {
+                if let Err(e) = self.load_soft(&m, &[], dry_run, on, depth + 1) {
+                    on(Event::Warning(format!(
+                        "{m}, a soft dependency of {of}, did not load: {e}"
+                    )));
+                }
+            }
+        }
+    }
+
+    fn load_one(
+        &self,
+        name: &str,
+        params: &[String],
+        dry_run: bool,
+        on: &mut dyn FnMut(Event),
+    ) -> Result<Outcome> {
+        let name = name.to_string();
         if self.state(&name) == State::BuiltIn {
             on(Event::BuiltIn(&name));
             return Ok(Outcome::BuiltIn);
@@ -1196,6 +1265,14 @@ mod tests {
         assert!(c.blacklist.contains("pcspkr") && c.blacklist.contains("nouveau"));
         assert_eq!(c.aliases, [("my-nic".to_string(), "ixgbe".to_string())]);
         assert_eq!(c.install.get("foo").map(String::as_str), Some("/bin/false"));
+        c.parse("softdep ext4 pre: crc32c post: foo bar\n");
+        assert_eq!(
+            c.softdeps["ext4"],
+            (
+                vec!["crc32c".to_string()],
+                vec!["foo".to_string(), "bar".to_string()]
+            )
+        );
     }
 
     #[test]
