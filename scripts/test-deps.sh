@@ -42,6 +42,7 @@ busybox-static:/bin/busybox
 arch-install-scripts:arch-chroot
 dosfstools:mkfs.vfat
 cryptsetup:cryptsetup
+openssh-client:ssh-keygen
 "
 
 missing=""
