@@ -18,6 +18,7 @@ pub mod pkg;
 pub mod progress;
 pub mod report;
 pub mod sig;
+pub mod ssh;
 pub mod sys;
 pub mod units;
 

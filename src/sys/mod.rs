@@ -7,6 +7,7 @@ pub mod mount;
 pub mod mountinfo;
 pub mod net;
 pub mod ns;
+pub mod passwd;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

@@ -70,9 +70,15 @@ impl Interface {
         !self.loopback
             && self.carrier != Some(false)
             && matches!(self.operstate.as_str(), "up" | "unknown")
-            && self.addresses.iter().any(|a| match a {
-                IpAddr::V4(v) => !v.is_link_local() && !v.is_loopback(),
-                IpAddr::V6(v) => (v.segments()[0] & 0xffc0) != 0xfe80 && !v.is_loopback(),
-            })
+            && self.addresses.iter().any(reachable)
+    }
+}
+
+/// Neither loopback nor link-local: an address another machine can reach without naming the
+/// interface (what `ssh USER@ADDR` needs).
+pub fn reachable(a: &IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v) => !v.is_link_local() && !v.is_loopback(),
+        IpAddr::V6(v) => (v.segments()[0] & 0xffc0) != 0xfe80 && !v.is_loopback(),
     }
 }
