@@ -4,6 +4,7 @@ pub mod build;
 pub mod buildlog;
 pub mod bzimage;
 pub mod dkms;
+pub mod zfs;
 
 use std::path::{Path, PathBuf};
 
