@@ -128,6 +128,11 @@ impl Package {
     /// `f` returns false to stop early. Corrupt or truncated input ends with an error naming
     /// the last good member and the offsets.
     pub fn for_each(self, mut f: impl FnMut(&Member, &mut dyn Read) -> Result<bool>) -> Result<()> {
+        self.each(&mut f)
+    }
+
+    /// [`Package::for_each`]'s work, compiled once rather than once per caller.
+    fn each(self, f: &mut dyn FnMut(&Member, &mut dyn Read) -> Result<bool>) -> Result<()> {
         let Package {
             path,
             read,

@@ -89,6 +89,11 @@ pub fn contents(path: &Path) -> Result<Contents> {
 /// Reads every entry of every segment of the image at `path`, calling `f` with the entry
 /// and its data (symlink targets are in `Member::link`, their data already consumed).
 pub fn for_each(path: &Path, mut f: impl FnMut(&Entry, &mut dyn Read) -> Result<()>) -> Result<()> {
+    each(path, &mut f)
+}
+
+/// [`for_each`]'s work, compiled once rather than once per caller.
+fn each(path: &Path, f: &mut dyn FnMut(&Entry, &mut dyn Read) -> Result<()>) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| Error::path(e, path))?;
     let mut r = Counted {
         inner: BufReader::with_capacity(256 << 10, file),
@@ -113,7 +118,7 @@ pub fn for_each(path: &Path, mut f: impl FnMut(&Entry, &mut dyn Read) -> Result<
         if &magic[..5] == b"07070" {
             // Uncompressed cpio: up to and including its trailer.
             let mut prefixed = io::Cursor::new(magic.to_vec()).chain(&mut r);
-            let n = read_cpio(&mut prefixed, segment, "none", &mut f, path, start)?;
+            let n = read_cpio(&mut prefixed, segment, "none", f, path, start)?;
             segment += n.max(1);
             continue;
         }
@@ -148,7 +153,7 @@ pub fn for_each(path: &Path, mut f: impl FnMut(&Entry, &mut dyn Read) -> Result<
                 )));
             }
             let mut prefixed = io::Cursor::new(m.to_vec()).chain(&mut stream);
-            read_cpio(&mut prefixed, segment, name, &mut f, path, start)?;
+            read_cpio(&mut prefixed, segment, name, f, path, start)?;
             segment += 1;
         }
     }

@@ -196,6 +196,54 @@ impl Root {
         let dir = self.dir(parent, false)?;
         nix::fcntl::readlinkat(dir, name).map_err(errno_io)
     }
+
+    /// The contents of the file `rel` (symlinks resolved inside the root), `None` when absent.
+    pub fn read(&self, rel: &Path) -> io::Result<Option<Vec<u8>>> {
+        match self.open_in(rel, OFlag::O_RDONLY) {
+            Ok(fd) => {
+                let mut v = Vec::new();
+                io::Read::read_to_end(&mut std::fs::File::from(fd), &mut v)?;
+                Ok(Some(v))
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Puts `data` at `rel` with `mode`, whole or not at all: written under a temporary name
+    /// beside it, then renamed over whatever was there. Missing directories are created.
+    pub fn replace(&mut self, rel: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+        let (parent, name) = split(rel);
+        let tmp = format!(".{}.rtool-new", name.to_string_lossy());
+        let dir = self.dir(parent, true)?;
+        let _ = nix::unistd::unlinkat(dir, tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+        let flags =
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let r = nix::fcntl::openat(dir, tmp.as_str(), flags, Mode::from_bits_truncate(mode))
+            .map_err(errno_io)
+            .and_then(|fd| {
+                let mut f = std::fs::File::from(fd);
+                io::Write::write_all(&mut f, data)?;
+                // The umask may have taken bits away.
+                f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+                f.sync_all()
+            })
+            .and_then(|_| nix::fcntl::renameat(dir, tmp.as_str(), dir, name).map_err(errno_io));
+        if r.is_err() {
+            let _ =
+                nix::unistd::unlinkat(dir, tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+        }
+        r
+    }
+
+    /// Removes the file (or symlink) `rel`.
+    pub fn remove(&mut self, rel: &Path) -> io::Result<()> {
+        let (parent, name) = split(rel);
+        let dir = self.dir(parent, false)?;
+        nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir).map_err(errno_io)
+    }
 }
 
 /// `usr/bin/x` → (`usr/bin`, `x`).
@@ -293,6 +341,43 @@ mod tests {
         assert!(sanitize(b"../x").is_err());
         assert!(sanitize(b"usr/../../x").is_err());
         assert!(sanitize(b"a\0b").is_err());
+    }
+
+    #[test]
+    fn files_are_replaced_whole_and_inside_the_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        // The link's target exists on the host and inside the root: only the latter is used.
+        let inside = root
+            .join(d.path().strip_prefix("/").unwrap())
+            .join("host/hooks");
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::create_dir_all(d.path().join("host")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("host"), root.join("etc")).unwrap();
+        let mut r = Root::open(&root).unwrap();
+        let rel = Path::new("etc/hooks/a.hook");
+        assert_eq!(r.read(rel).unwrap(), None);
+        r.replace(rel, b"one", 0o755).unwrap();
+        r.replace(rel, b"two", 0o755).unwrap();
+        assert!(
+            !d.path().join("host/hooks").exists(),
+            "the absolute link resolved on the host"
+        );
+        assert_eq!(std::fs::read(inside.join("a.hook")).unwrap(), b"two");
+        let mode = std::fs::metadata(inside.join("a.hook"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o755);
+        assert_eq!(
+            std::fs::read_dir(&inside).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        assert_eq!(r.read(rel).unwrap().as_deref(), Some(&b"two"[..]));
+        r.remove(rel).unwrap();
+        assert_eq!(r.read(rel).unwrap(), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod buildlog;
 pub mod bzimage;
 pub mod dkms;
 pub mod modload;
+pub mod zfs;
 
 use std::path::{Path, PathBuf};
 

@@ -237,25 +237,15 @@ pub fn read_db(bytes: &[u8]) -> Result<Vec<DbEntry>> {
                     .with_source(e)
             })?;
         let mut d = DbEntry::default();
-        let mut key = "";
-        for line in text.lines() {
-            if line.starts_with('%') && line.ends_with('%') && line.len() > 2 {
-                key = line;
-                continue;
-            }
-            if line.is_empty() {
-                continue;
-            }
-            match key {
-                "%FILENAME%" => d.filename = line.to_string(),
-                "%NAME%" => d.name = line.to_string(),
-                "%VERSION%" => d.version = line.to_string(),
-                "%ARCH%" => d.arch = line.to_string(),
-                "%SHA256SUM%" => d.sha256 = Some(line.to_ascii_lowercase()),
-                "%CSIZE%" => d.csize = line.parse().ok(),
-                _ => {}
-            }
-        }
+        crate::pkg::db::fields(&text, |key, line| match key {
+            "%FILENAME%" => d.filename = line.to_string(),
+            "%NAME%" => d.name = line.to_string(),
+            "%VERSION%" => d.version = line.to_string(),
+            "%ARCH%" => d.arch = line.to_string(),
+            "%SHA256SUM%" => d.sha256 = Some(line.to_ascii_lowercase()),
+            "%CSIZE%" => d.csize = line.parse().ok(),
+            _ => {}
+        });
         if d.filename.is_empty()
             || d.filename.contains('/')
             || d.filename.starts_with('.')

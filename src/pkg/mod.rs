@@ -1,5 +1,7 @@
-//! pacman's package formats: versions, file names, `.PKGINFO`/`.BUILDINFO`, `.MTREE`.
+//! pacman's package formats: versions, file names, `.PKGINFO`/`.BUILDINFO`, `.MTREE`, and its
+//! configuration and databases on an installed system.
 
+pub mod db;
 pub mod mtree;
 pub mod name;
 pub mod pkginfo;
