@@ -158,3 +158,47 @@ fn sfp_unlock_explains_firmware_locks_and_built_in_drivers() {
         .stderr_has("ixgbe is built into this kernel")
         .stderr_has("ixgbe.allow_unsupported_sfp=1 to the kernel command line");
 }
+
+/// A running system whose ssh session comes in over an ixgbe interface: the real ixgbe.ko of
+/// Debian's kernel in its modules tree, the interface in sysfs, and its address on a veth in a
+/// network namespace (interface addresses come from the kernel).
+#[test]
+fn sfp_unlock_will_not_cut_the_ssh_session_it_runs_in() {
+    let v = common::vm::vm("sfp-host", &["ixgbe"]);
+    let host = FakeRoot::new();
+    host.write("/proc/sys/kernel/osrelease", format!("{}\n", v.kver))
+        .write("/proc/cmdline", "quiet\n")
+        .write("/sys/module/ixgbe/initstate", "live\n")
+        .write("/sys/class/net/sfp0/operstate", "up\n")
+        .write("/sys/class/net/sfp0/carrier", "1\n")
+        .write("/sys/class/net/sfp0/address", "52:54:00:12:34:56\n")
+        .write("/sys/class/net/sfp0/type", "1\n")
+        .symlink(
+            "../../../../bus/pci/drivers/ixgbe",
+            "/sys/class/net/sfp0/device/driver",
+        )
+        .mkdir("/usr/lib");
+    Cmd::new("cp")
+        .arg("-a")
+        .arg(v.base().join("usr/lib/modules"))
+        .arg(host.at("/usr/lib/"))
+        .run()
+        .success();
+    let ns = common::NetNs::new("sfp");
+    ns.sh("ip link add sfp0 type veth peer name peer0 && ip link set peer0 up && ip link set sfp0 up && ip addr add 10.9.9.1/24 dev sfp0");
+    let run = |args: &str| {
+        ns.wrap(
+            &format!("SSH_CONNECTION='10.9.9.2 50000 10.9.9.1 22' RTOOL_HOST_ROOT=\"$H\" \"$RTOOL\" sfp-unlock {args}"),
+            &[("H", host.path().as_os_str())],
+        )
+    };
+    run("")
+        .status(2)
+        .stderr_has("this ssh session runs over sfp0 (ixgbe): reloading ixgbe drops it")
+        .stderr_has("--force");
+    // With --force it goes ahead (here only as a plan), saying so.
+    run("--force --dry-run")
+        .success()
+        .stderr_has("warning: this ssh session runs over sfp0")
+        .stdout_has("would unload ixgbe (1 interface(s))");
+}

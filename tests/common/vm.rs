@@ -56,6 +56,11 @@ poweroff -f
 "#;
 
 impl Vm {
+    /// The tree the initramfs starts from (busybox, `usr/lib/modules/KVER`).
+    pub fn base(&self) -> PathBuf {
+        self.dir.join("base")
+    }
+
     /// Boots with `scenario` (busybox sh, using `case_ NAME CMD...`), `files` added to the
     /// initramfs and `cmdline` appended to the kernel command line; returns the console output.
     pub fn run(&self, scenario: &str, files: Files, cmdline: &str) -> Console {
