@@ -365,13 +365,11 @@ fn plain_http_is_refused_without_insecure_and_loud_with_it() {
     assert_eq!(keygen_l(&alice_keys(&r)), keygen_l(&key("ed25519")));
 }
 
-#[test]
-fn modes_and_owner_follow_the_targets_passwd() {
-    let r = target();
-    fs::set_permissions(r.at("/home/alice"), fs::Permissions::from_mode(0o755)).unwrap();
-    add(&r, &[key("ed25519").as_os_str()]).success();
+/// `.ssh` 0700 and `authorized_keys` 0600, both alice's (1234:1235).
+#[track_caller]
+fn assert_alice_owns_her_keys(r: &FakeRoot) {
     let ssh = fs::metadata(r.at("/home/alice/.ssh")).unwrap();
-    let file = fs::metadata(alice_keys(&r)).unwrap();
+    let file = fs::metadata(alice_keys(r)).unwrap();
     assert_eq!(
         (ssh.mode() & 0o7777, ssh.uid(), ssh.gid()),
         (0o700, 1234, 1235)
@@ -380,6 +378,14 @@ fn modes_and_owner_follow_the_targets_passwd() {
         (file.mode() & 0o7777, file.uid(), file.gid()),
         (0o600, 1234, 1235)
     );
+}
+
+#[test]
+fn modes_and_owner_follow_the_targets_passwd() {
+    let r = target();
+    fs::set_permissions(r.at("/home/alice"), fs::Permissions::from_mode(0o755)).unwrap();
+    add(&r, &[key("ed25519").as_os_str()]).success();
+    assert_alice_owns_her_keys(&r);
     // The home itself is left alone.
     let home = fs::metadata(r.at("/home/alice")).unwrap();
     assert_eq!((home.uid(), home.mode() & 0o777), (0, 0o755));
@@ -391,16 +397,7 @@ fn modes_and_owner_follow_the_targets_passwd() {
     r.write("/home/alice/.ssh/authorized_keys", "");
     fs::set_permissions(alice_keys(&r), fs::Permissions::from_mode(0o644)).unwrap();
     add(&r, &[key("ed25519").as_os_str()]).success();
-    let ssh = fs::metadata(r.at("/home/alice/.ssh")).unwrap();
-    let file = fs::metadata(alice_keys(&r)).unwrap();
-    assert_eq!(
-        (ssh.mode() & 0o7777, ssh.uid(), ssh.gid()),
-        (0o700, 1234, 1235)
-    );
-    assert_eq!(
-        (file.mode() & 0o7777, file.uid(), file.gid()),
-        (0o600, 1234, 1235)
-    );
+    assert_alice_owns_her_keys(&r);
 
     // The default user is root, whose home is /root.
     rtool(["pubkey", "add", "--root"])
