@@ -51,6 +51,14 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         return Err(Error::missing("loading kernel modules needs root").hint("run it with sudo, or as root"));
     }
     let loader = Loader::new(&ctx.root, &ctx.host)?;
+    ctx.debug(format!(
+        "modules of {} in {} ({})",
+        loader.release,
+        loader.db.dir.display(),
+        if loader.db.indexed { "modules.dep" } else { "no modules.dep: each module's own dependency list" }
+    ));
+    let files: Vec<String> = loader.conf.files.iter().map(|f| f.display().to_string()).collect();
+    ctx.debug(format!("configuration: {}", if files.is_empty() { "none".to_string() } else { files.join(", ") }));
     let names = loader.resolve(&module)?;
     if names.len() > 1 {
         ctx.note(format!("{module} is an alias of {}", names.join(", ")));

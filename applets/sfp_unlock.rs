@@ -114,7 +114,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         }
         let params = vec![format!("{PARAM}=1")];
         let mut written: std::io::Result<()> = Ok(());
-        let outcome = loader.load(&driver, &params, false, &mut |ev| {
+        let mut show = |ev: Event| {
             let r = match ev.line(&loader.db.dir) {
                 Some(l) => writeln!(out, "{l}"),
                 None => {
@@ -127,7 +127,21 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
             if written.is_ok() {
                 written = r;
             }
-        })?;
+        };
+        let outcome = match loader.load(&driver, &params, false, &mut show) {
+            Ok(o) => o,
+            Err(e) => {
+                // The driver was unloaded a moment ago: put it back as it was, so a failed
+                // unlock does not also take away the interfaces it had.
+                if state == State::Loaded {
+                    match loader.load(&driver, &[], false, &mut show) {
+                        Ok(_) => ctx.warn(format!("{driver} is loaded again without {PARAM}, as before")),
+                        Err(again) => ctx.warn(format!("{driver} could not be loaded again either: {again}")),
+                    }
+                }
+                return Err(e);
+            }
+        };
         written?;
         if outcome == Outcome::AlreadyLoaded {
             return Err(Error::new(Kind::System, format!("{driver} is still loaded: it did not unload")));

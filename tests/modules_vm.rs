@@ -28,6 +28,9 @@ case_ sfp sh -c 'rtool sfp-unlock --wait 1 && grep -oE "^(ixgbe|dca|mdio|libphy|
 case_ sfp-again rtool sfp-unlock --wait 1
 case_ sfp-persist sh -c 'mkdir -p /target/etc && rtool sfp-unlock --wait 1 --persist --root /target && cat /target/etc/modprobe.d/ixgbe-sfp.conf && rtool sfp-unlock --wait 1 --persist --root /target'
 case_ sfp-i40e rtool sfp-unlock i40e
+printf 'options ixgbe allow_unsupported_sfp=abc\n' > /etc/modprobe.d/broken.conf
+case_ sfp-fails sh -c 'rtool sfp-unlock --wait 1; echo "status=$?"; grep -c "^ixgbe " /proc/modules'
+rm /etc/modprobe.d/broken.conf
 case_ sfp-dummy rtool sfp-unlock dummy
 "#;
 
@@ -233,6 +236,24 @@ fn sfp_unlock_persist_writes_the_option_once() {
     assert!(
         c.out
             .contains("/target/etc/modprobe.d/ixgbe-sfp.conf already has the option"),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn a_failed_reload_tries_to_put_the_driver_back() {
+    // A broken option in modprobe.d makes the reload fail after the unload: rtool tries the
+    // driver again without the parameter (which fails too here, as the option stays) and says so.
+    let c = case("sfp-fails");
+    assert!(c.out.contains("unloaded ixgbe"), "{c:?}");
+    assert!(c.out.contains("status=2"), "{c:?}");
+    assert!(
+        c.out
+            .contains("`abc' invalid for parameter `allow_unsupported_sfp'"),
+        "{c:?}"
+    );
+    assert!(
+        c.out.contains("ixgbe could not be loaded again either"),
         "{c:?}"
     );
 }
