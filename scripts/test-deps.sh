@@ -44,6 +44,7 @@ dosfstools:mkfs.vfat
 cryptsetup:cryptsetup
 qemu-system-x86:qemu-system-x86_64
 openssh-client:ssh-keygen
+initramfs-tools:mkinitramfs
 "
 
 missing=""
@@ -52,6 +53,8 @@ for pair in $want; do
     prog=${pair#*:}
     command -v "$prog" >/dev/null 2>&1 || missing="$missing $pkg"
 done
+# An installed Debian kernel (modules in /lib/modules), for images made by the real mkinitramfs.
+dpkg -s linux-image-amd64 >/dev/null 2>&1 || missing="$missing linux-image-amd64"
 
 if [ -n "$missing" ]; then
     if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -1,6 +1,7 @@
 //! `rtool initramfs` on mkinitcpio-shaped images made by the real `cpio`, `zstd`, `gzip`, `xz`,
 //! `lz4 -l` and `bzip2`: an early uncompressed cpio (microcode, modules) followed by the
-//! compressed main archive; listings compared with `cpio -t`; hostile images refused.
+//! compressed main archive; listings compared with `cpio -t`; images made by Debian's real
+//! `mkinitramfs` compared with its `lsinitramfs`; hostile images refused.
 
 mod common;
 
@@ -306,5 +307,76 @@ fn hostile_images_are_refused() {
                 && !Path::new("/rtool-initramfs-escape").exists()
         );
         assert!(!root.join("big").exists(), "{name}: a partial file stayed");
+    }
+}
+
+/// The release of the installed Debian kernel (`linux-image-amd64`, installed by `make test`).
+fn debian_kernel() -> String {
+    let mut found: Vec<String> = fs::read_dir("/lib/modules")
+        .expect("/lib/modules")
+        .flatten()
+        .filter(|e| e.path().join("kernel").is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .expect("an installed Debian kernel (linux-image-amd64, installed by `make test`)")
+}
+
+/// An image made by Debian's real `mkinitramfs` (initramfs-tools) for the installed kernel:
+/// `ls` lists exactly what initramfs-tools' own `lsinitramfs` lists, and `check` finds the
+/// modules it was told to include, in the kernel's own directory.
+#[test]
+fn debians_mkinitramfs_image_reads_like_lsinitramfs() {
+    let kver = debian_kernel();
+    let d = tempfile::tempdir().unwrap();
+    let conf = d.path().join("conf");
+    fs::create_dir_all(&conf).unwrap();
+    // Only the modules listed, so the image is small and quick to make.
+    fs::write(conf.join("modules"), "dummy\nloop\n").unwrap();
+    for compress in ["zstd", "gzip"] {
+        fs::write(
+            conf.join("initramfs.conf"),
+            format!("MODULES=list\nBUSYBOX=auto\nCOMPRESS={compress}\n"),
+        )
+        .unwrap();
+        let img = d.path().join(format!("initrd-{compress}.img"));
+        Cmd::new("mkinitramfs")
+            .arg("-d")
+            .arg(&conf)
+            .arg("-o")
+            .arg(&img)
+            .arg(&kver)
+            .run()
+            .success();
+        let theirs = Cmd::new("lsinitramfs").arg(&img).run().success().stdout();
+        let ours = rtool(["initramfs", "ls"])
+            .arg(&img)
+            .run()
+            .success()
+            .stdout();
+        assert!(theirs.lines().count() > 100, "{theirs}");
+        assert_eq!(ours, theirs, "{compress}");
+        rtool([
+            "initramfs",
+            "check",
+            "--module",
+            "dummy",
+            "--module",
+            "loop",
+        ])
+        .arg(&img)
+        .run()
+        .success()
+        .stdout_has(&format!("kernel {kver}"))
+        .stdout_has(&format!(
+            "dummy: present (usr/lib/modules/{kver}/kernel/drivers/net/dummy.ko"
+        ));
+        rtool(["initramfs", "check", "--module", "zfs"])
+            .arg(&img)
+            .run()
+            .status(1)
+            .stdout_has("zfs: MISSING");
     }
 }
