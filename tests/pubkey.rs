@@ -75,6 +75,11 @@ for name, t, body in [
 ]:
     line = '%s %s %s@rtool-test\n' % (t.decode(), base64.b64encode(s(t) + body).decode(), name)
     open('%s/%s.pub' % (d, name), 'w').write(line)
+# A real ECDSA key whose point is moved off the curve (the last byte of y changed).
+q = bytearray(ec[2]); q[-1] ^= 1
+t = b'ecdsa-sha2-nistp256'
+line = 'ecdsa-sha2-nistp256 %s offcurve\n' % base64.b64encode(s(t) + s(b'nistp256') + s(bytes(q))).decode()
+open(d + '/offcurve.txt', 'w').write(line)
 # A real key with one byte too many after its fields.
 t = b'ssh-ed25519'
 line = 'ssh-ed25519 %s trailing\n' % base64.b64encode(s(t) + s(ed[1]) + b'\0').decode()
@@ -599,6 +604,12 @@ fn hostile_sources_leave_authorized_keys_byte_identical() {
         .arg(keys().join("trailing.txt"))
         .run();
     assert_ne!(trailing.code(), 0, "{}", trailing.stdout());
+    // ...and the ECDSA point off its curve.
+    let offcurve = Cmd::new("ssh-keygen")
+        .arg("-lf")
+        .arg(keys().join("offcurve.txt"))
+        .run();
+    assert_ne!(offcurve.code(), 0, "{}", offcurve.stdout());
     let mut broken = body.to_string();
     broken.replace_range(20..21, "!");
     let cases: Vec<(&str, Vec<u8>, String)> = vec![
@@ -636,6 +647,11 @@ fn hostile_sources_leave_authorized_keys_byte_identical() {
             "trailing bytes",
             fs::read(keys().join("trailing.txt")).unwrap(),
             "line 1: 1 stray bytes after the key data".into(),
+        ),
+        (
+            "point off the curve",
+            fs::read(keys().join("offcurve.txt")).unwrap(),
+            "line 1: the public point does not lie on nistp256".into(),
         ),
         (
             "terminal escapes",

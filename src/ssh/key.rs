@@ -424,6 +424,15 @@ fn check_blob(algo: Algo, blob: &[u8]) -> Result<u32, String> {
                     q.len()
                 ));
             }
+            // sshd ignores a key whose point is off its curve: refuse it here instead.
+            let on_curve = match size {
+                32 => p256::PublicKey::from_sec1_bytes(q).is_ok(),
+                48 => p384::PublicKey::from_sec1_bytes(q).is_ok(),
+                _ => p521::PublicKey::from_sec1_bytes(q).is_ok(),
+            };
+            if !on_curve {
+                return Err(format!("the public point does not lie on {want}"));
+            }
             if size == 66 {
                 521
             } else {
@@ -556,14 +565,26 @@ mod tests {
 
     #[test]
     fn ecdsa_curve_and_point_are_checked() {
-        let point = [&[4u8][..], &[7u8; 64]].concat();
+        use p256::elliptic_curve::sec1::ToEncodedPoint;
+        // The curves' generators: points that are on them.
+        let point = p256::AffinePoint::GENERATOR
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec();
         let ok = blob(&[b"ecdsa-sha2-nistp256", b"nistp256", &point]);
         assert_eq!(parse(&format!("ecdsa-sha2-nistp256 {ok}")).bits, 256);
         let wrong = blob(&[b"ecdsa-sha2-nistp256", b"nistp384", &point]);
         assert!(bad(&format!("ecdsa-sha2-nistp256 {wrong}")).contains("on curve \"nistp384\""));
         let compressed = blob(&[b"ecdsa-sha2-nistp256", b"nistp256", &[2u8; 33]]);
         assert!(bad(&format!("ecdsa-sha2-nistp256 {compressed}")).contains("uncompressed"));
-        let p521 = [&[4u8][..], &[1u8; 132]].concat();
+        let mut off = point.clone();
+        off[64] ^= 1;
+        let off = blob(&[b"ecdsa-sha2-nistp256", b"nistp256", &off]);
+        assert!(bad(&format!("ecdsa-sha2-nistp256 {off}")).contains("does not lie on nistp256"));
+        let p521 = p521::AffinePoint::GENERATOR
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec();
         let k = parse(&format!(
             "ecdsa-sha2-nistp521 {}",
             blob(&[b"ecdsa-sha2-nistp521", b"nistp521", &p521])
@@ -584,7 +605,13 @@ mod tests {
             bad(&format!("{ty} {}", blob(&[ty.as_bytes(), &[9; 32], b""]))).contains("application")
         );
         let ty = "sk-ecdsa-sha2-nistp256@openssh.com";
-        let point = [&[4u8][..], &[7u8; 64]].concat();
+        let point = {
+            use p256::elliptic_curve::sec1::ToEncodedPoint;
+            p256::AffinePoint::GENERATOR
+                .to_encoded_point(false)
+                .as_bytes()
+                .to_vec()
+        };
         let k = parse(&format!(
             "{ty} {}",
             blob(&[ty.as_bytes(), b"nistp256", &point, b"ssh:"])
