@@ -19,7 +19,8 @@ pub fn command() -> Command {
              the exact kernel a zfs-linux package was built for. Before a kernel upgrade, \
              `rtool kernel-keep` keeps the current kernel bootable, and after it puts its \
              modules back; after every kernel or ZFS change, `rtool preflight` prints its \
-             banner when the machine would not boot. The hooks go to /etc/pacman.d/hooks and \
+             banner when the machine would not boot. The hooks go to /etc/pacman.d/hooks (or \
+             the first HookDir of pacman.conf, which replaces that default) and \
              call /usr/local/bin/rtool, where this binary is copied (pacman runs hooks \
              chrooted into the system, so they need a path inside it).",
         )
@@ -49,7 +50,6 @@ missing or outdated; 4 a file could not be written.",
 }
 
 const BIN: &str = "usr/local/bin/rtool";
-const HOOK_DIR: &str = "etc/pacman.d/hooks";
 /// The first line of every hook file rtool writes: how `remove` and `status` know them.
 macro_rules! mark {
     () => {
@@ -117,11 +117,20 @@ enum State {
     Foreign,
 }
 
+/// Where pacman reads the system's hooks, relative to the root: the first `HookDir` of its
+/// pacman.conf, else /etc/pacman.d/hooks.
+fn hook_dir(ctx: &Ctx) -> Result<PathBuf> {
+    let conf = rtool::pkg::db::Conf::read(&ctx.root)?;
+    let dir = conf.hookdirs.first().cloned().unwrap_or_else(|| PathBuf::from("/etc/pacman.d/hooks"));
+    Ok(dir.strip_prefix("/").unwrap_or(&dir).to_path_buf())
+}
+
 /// Every hook with what is at its path now.
-fn states(root: &Root) -> Result<Vec<(PathBuf, &'static str, &'static str, State)>> {
+fn states(ctx: &Ctx, root: &Root) -> Result<Vec<(PathBuf, &'static str, &'static str, State)>> {
+    let dir = hook_dir(ctx)?;
     let mut v = Vec::new();
     for (name, what, text) in HOOKS {
-        let rel = Path::new(HOOK_DIR).join(name);
+        let rel = dir.join(name);
         let s = match root.read(&rel).map_err(|e| Error::path(e, &rel))? {
             None => State::Missing,
             Some(b) if b == text.as_bytes() => State::Current,
@@ -139,7 +148,7 @@ fn install_hooks(ctx: &Ctx) -> Result<u8> {
             .hint("give the installed system's root: `rtool hook install --root /mnt`"));
     }
     let mut root = Root::open(&ctx.root)?;
-    let hooks = states(&root)?;
+    let hooks = states(ctx, &root)?;
     if let Some((rel, ..)) = hooks.iter().find(|h| h.3 == State::Foreign) {
         return Err(Error::system(format!("{}: exists and was not written by rtool: nothing was changed", ctx.root_path(rel).display()))
             .hint("move it away, then run `rtool hook install` again"));
@@ -175,7 +184,7 @@ fn install_hooks(ctx: &Ctx) -> Result<u8> {
 fn remove_hooks(ctx: &Ctx) -> Result<u8> {
     let mut root = Root::open(&ctx.root)?;
     let mut out = ctx.out();
-    for (rel, _, _, s) in states(&root)? {
+    for (rel, _, _, s) in states(ctx, &root)? {
         let shown = ctx.root_path(&rel);
         match s {
             State::Missing => {}
@@ -201,7 +210,7 @@ fn status(ctx: &Ctx) -> Result<u8> {
     if !all {
         writeln!(out, "{}: missing, the hooks cannot run", ctx.root_path(BIN).display())?;
     }
-    for (rel, what, _, s) in states(&root)? {
+    for (rel, what, _, s) in states(ctx, &root)? {
         all &= s == State::Current;
         let word = match s {
             State::Current => "installed",

@@ -470,3 +470,36 @@ fn install_is_idempotent_and_remove_takes_exactly_its_files() {
     );
     assert!(copy.is_file(), "the binary stays");
 }
+
+/// A `HookDir` in pacman.conf replaces /etc/pacman.d/hooks: the hooks go where pacman reads.
+#[test]
+fn a_configured_hook_dir_is_where_the_hooks_go() {
+    let r = common::FakeRoot::new();
+    r.write(
+        "/etc/pacman.conf",
+        "[options]\nHookDir = /etc/pacman.d/site-hooks/\n[core]\nInclude = /etc/pacman.d/mirrorlist\n",
+    );
+    rtool(["hook", "install", "--root"])
+        .arg(r.path())
+        .run()
+        .success()
+        .stdout_has("etc/pacman.d/site-hooks/00-rtool-zfs-kernel.hook: installed");
+    assert!(r
+        .at("/etc/pacman.d/site-hooks/99-rtool-preflight.hook")
+        .is_file());
+    assert!(!r.at("/etc/pacman.d/hooks").exists());
+    rtool(["hook", "status", "--root"])
+        .arg(r.path())
+        .run()
+        .success();
+    rtool(["hook", "remove", "--root"])
+        .arg(r.path())
+        .run()
+        .success();
+    assert_eq!(
+        fs::read_dir(r.at("/etc/pacman.d/site-hooks"))
+            .unwrap()
+            .count(),
+        0
+    );
+}

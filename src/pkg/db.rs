@@ -17,6 +17,9 @@ pub struct Conf {
     pub cachedirs: Vec<PathBuf>,
     /// The repositories in the order pacman searches them.
     pub repos: Vec<String>,
+    /// Where pacman reads user hooks: `HookDir` lines, else `/etc/pacman.d/hooks` (a `HookDir`
+    /// replaces that default).
+    pub hookdirs: Vec<PathBuf>,
 }
 
 impl Conf {
@@ -27,6 +30,7 @@ impl Conf {
         let mut dbpath = None;
         let mut cachedirs: Vec<PathBuf> = Vec::new();
         let mut repos = Vec::new();
+        let mut hookdirs: Vec<PathBuf> = Vec::new();
         let mut options = false;
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or("").trim();
@@ -42,16 +46,23 @@ impl Conf {
                 Some(("CacheDir", v)) if options => {
                     cachedirs.extend(v.split_whitespace().map(PathBuf::from))
                 }
+                Some(("HookDir", v)) if options => {
+                    hookdirs.extend(v.split_whitespace().map(PathBuf::from))
+                }
                 _ => {}
             }
         }
         if cachedirs.is_empty() {
             cachedirs.push(PathBuf::from("/var/cache/pacman/pkg"));
         }
+        if hookdirs.is_empty() {
+            hookdirs.push(PathBuf::from("/etc/pacman.d/hooks"));
+        }
         Conf {
             dbpath: dbpath.unwrap_or_else(|| PathBuf::from("/var/lib/pacman")),
             cachedirs,
             repos,
+            hookdirs,
         }
     }
 
@@ -201,9 +212,13 @@ mod tests {
             [Path::new("/a"), Path::new("/b"), Path::new("/c")]
         );
         assert_eq!(c.repos, ["core-testing", "core", "extra"]);
+        assert_eq!(c.hookdirs, [Path::new("/etc/pacman.d/hooks")]);
         let d = Conf::parse("");
         assert_eq!(d.dbpath, Path::new("/var/lib/pacman"));
         assert_eq!(d.cachedirs, [Path::new("/var/cache/pacman/pkg")]);
+        let h =
+            Conf::parse("[options]\nHookDir = /etc/site-hooks/\n[core]\nHookDir = /not/options\n");
+        assert_eq!(h.hookdirs, [Path::new("/etc/site-hooks/")]);
     }
 
     #[test]
