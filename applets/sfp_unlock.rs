@@ -268,20 +268,23 @@ fn read_param(host: &Path, driver: &str) -> Option<String> {
 }
 
 fn persist(ctx: &Ctx, out: &mut impl Write, driver: &str) -> Result<()> {
-    let dir = ctx.root_path("/etc/modprobe.d");
-    let file = dir.join(format!("{driver}-sfp.conf"));
+    // Inside the root's jail: a symlinked /etc/modprobe.d resolves in the repaired system,
+    // never on the live one.
+    let rel = std::path::PathBuf::from(format!("etc/modprobe.d/{driver}-sfp.conf"));
+    let shown = ctx.root_path(Path::new("/").join(&rel));
     let text = format!("# Written by rtool sfp-unlock: accept SFP+ modules not made by Intel.\noptions {driver} {PARAM}=1\n");
-    if std::fs::read_to_string(&file).is_ok_and(|t| t == text) {
-        writeln!(out, "{} already has the option", file.display())?;
+    let mut root = rtool::archive::rooted::Root::open(&ctx.root)?;
+    if root.read(&rel).map_err(|e| Error::path(e, &shown))?.is_some_and(|t| t == text.as_bytes()) {
+        writeln!(out, "{} already has the option", shown.display())?;
         return Ok(());
     }
     if ctx.dry_run {
-        writeln!(out, "would write {}", file.display())?;
+        writeln!(out, "would write {}", shown.display())?;
         return Ok(());
     }
-    std::fs::create_dir_all(&dir).map_err(|e| Error::path(e, &dir))?;
-    rtool::sys::write_atomic(&file, text.as_bytes(), 0o644)?;
-    writeln!(out, "wrote {}", file.display())?;
+    root.replace(&rel, text.as_bytes(), 0o644)
+        .map_err(|e| rtool::sys::write_error(e, &shown, &shown, "; nothing was replaced"))?;
+    writeln!(out, "wrote {}", shown.display())?;
     ctx.note(format!(
         "if {driver} is in the initramfs, rebuild it (mkinitcpio -P in a chroot) so early boot gets the option too"
     ));

@@ -26,7 +26,7 @@ case_ rmmod-two rtool rmmod mdio_devres libphy
 case_ show-depends rtool modprobe --show-depends ixgbe
 case_ sfp sh -c 'rtool sfp-unlock --wait 1 && grep -oE "^(ixgbe|dca|mdio|libphy|mdio_devres|xfrm_algo) " /proc/modules | sort | tr "\n" " "'
 case_ sfp-again rtool sfp-unlock --wait 1
-case_ sfp-persist sh -c 'mkdir -p /target/etc && rtool sfp-unlock --wait 1 --persist --root /target && cat /target/etc/modprobe.d/ixgbe-sfp.conf && rtool sfp-unlock --wait 1 --persist --root /target'
+case_ sfp-persist sh -c 'mkdir -p /target/etc /target/usr/lib/modprobe.d && ln -s /usr/lib/modprobe.d /target/etc/modprobe.d && rtool sfp-unlock --wait 1 --persist --root /target && cat /target/usr/lib/modprobe.d/ixgbe-sfp.conf && rtool sfp-unlock --wait 1 --persist --root /target && { [ -e /usr/lib/modprobe.d/ixgbe-sfp.conf ] && echo LEAKED || echo "live system untouched"; }'
 case_ sfp-i40e rtool sfp-unlock i40e
 printf 'options ixgbe allow_unsupported_sfp=abc\n' > /etc/modprobe.d/broken.conf
 case_ sfp-fails sh -c 'rtool sfp-unlock --wait 1; echo "status=$?"; grep -c "^ixgbe " /proc/modules'
@@ -238,6 +238,8 @@ fn sfp_unlock_persist_writes_the_option_once() {
             .contains("/target/etc/modprobe.d/ixgbe-sfp.conf already has the option"),
         "{c:?}"
     );
+    // /target/etc/modprobe.d is a symlink to /usr/lib/modprobe.d: followed inside /target.
+    assert!(c.out.contains("live system untouched"), "{c:?}");
 }
 
 #[test]
