@@ -315,7 +315,7 @@ impl Fetcher<'_> {
                 .get_small(&c.sig_url(), 64 << 10)?
                 .ok_or_else(|| Error::new(Kind::Verify, format!("{}: no signature on the mirror ({} is missing)", c.file, c.sig_url()))
                     .hint("refusing an unsigned package; --skip-verify accepts it anyway"))?;
-            write_atomic(&sig, &bytes)?;
+            sys::write_atomic(&sig, &bytes, 0o644)?;
         }
         let mode = Mode::detect(self.ctx.verbosity < 0);
         let got = self.client()?.download(&c.url, &part, &format!("fetch {}", c.file), mode)?;
@@ -369,12 +369,3 @@ fn sha256_file(p: &Path) -> Result<String> {
     rtool::hash::sha256_hex(f).map_err(|e| Error::path(e, p))
 }
 
-fn write_atomic(p: &Path, data: &[u8]) -> Result<()> {
-    let tmp = p.with_extension(format!("tmp{}", std::process::id()));
-    let r = std::fs::write(&tmp, data).and_then(|_| std::fs::rename(&tmp, p));
-    if let Err(e) = r {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(sys::write_error(e, p, p, ""));
-    }
-    Ok(())
-}
