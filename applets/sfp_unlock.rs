@@ -59,7 +59,8 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     if !ctx.dry_run && !rtool::sys::is_root() {
         return Err(Error::missing("reloading a driver needs root").hint("run it with sudo, or as root"));
     }
-    if modload::state(&ctx.host_path("/sys/module"), &driver) == State::BuiltIn {
+    let sys_module = ctx.host_path("/sys/module");
+    if modload::state(&sys_module, &driver) == State::BuiltIn {
         return Err(built_in(&driver));
     }
     // The driver is the running system's: its modules and configuration come from the host;
@@ -110,7 +111,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(Error::system(format!("unloading {driver} failed")).with_source(e)),
             }
-            wait_gone(&ctx.host, &driver);
+            wait_gone(&sys_module, &driver);
         }
         let params = vec![format!("{PARAM}=1")];
         let mut written: std::io::Result<()> = Ok(());
@@ -146,7 +147,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         if outcome == Outcome::AlreadyLoaded {
             return Err(Error::new(Kind::System, format!("{driver} is still loaded: it did not unload")));
         }
-        if let Some(v) = read_param(&ctx.host, &driver) {
+        if let Some(v) = read_param(&sys_module, &driver) {
             writeln!(out, "{driver} {PARAM} = {v} (read back from the kernel)")?;
         }
     }
@@ -160,7 +161,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
 
     // The driver probes its cards while loading, so the bound devices are known now; their
     // interfaces appear at once, their links some seconds later.
-    let devices = bound_devices(&ctx.host, &driver);
+    let devices = bound_devices(&sys_module, &driver);
     if devices == 0 {
         writeln!(out, "after:")?;
         table(&mut out, &nics(ctx))?;
@@ -241,8 +242,8 @@ fn ssh_interface(ifs: &[Interface]) -> Option<&Interface> {
 }
 
 /// Devices the driver's module has bound (`/sys/module/M/drivers/*/<device>`).
-fn bound_devices(host: &Path, driver: &str) -> usize {
-    let dir = rtool::ctx::below(host, Path::new("/sys/module")).join(driver).join("drivers");
+fn bound_devices(sys_module: &Path, driver: &str) -> usize {
+    let dir = sys_module.join(driver).join("drivers");
     let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
     rd.flatten()
         .filter_map(|d| std::fs::read_dir(d.path()).ok())
@@ -253,17 +254,16 @@ fn bound_devices(host: &Path, driver: &str) -> usize {
 }
 
 /// Waits (briefly) until the module is gone from /sys/module after an unload.
-fn wait_gone(host: &Path, driver: &str) {
-    let sys_module = rtool::ctx::below(host, Path::new("/sys/module"));
+fn wait_gone(sys_module: &Path, driver: &str) {
     let start = Instant::now();
-    while modload::state(&sys_module, driver) != State::Absent && start.elapsed() < Duration::from_secs(5) {
+    while modload::state(sys_module, driver) != State::Absent && start.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 /// The parameter's value, readable since Linux 6.9.
-fn read_param(host: &Path, driver: &str) -> Option<String> {
-    let p = rtool::ctx::below(host, Path::new("/sys/module")).join(driver).join("parameters").join(PARAM);
+fn read_param(sys_module: &Path, driver: &str) -> Option<String> {
+    let p = sys_module.join(driver).join("parameters").join(PARAM);
     std::fs::read_to_string(p).ok().map(|s| s.trim().to_string())
 }
 

@@ -1151,12 +1151,11 @@ impl Loader {
         dry_run: bool,
         on: &mut dyn FnMut(Event),
     ) -> Result<Outcome> {
-        let name = name.to_string();
-        if self.state(&name) == State::BuiltIn {
-            on(Event::BuiltIn(&name));
+        if self.state(name) == State::BuiltIn {
+            on(Event::BuiltIn(name));
             return Ok(Outcome::BuiltIn);
         }
-        let plan = self.db.plan(&name)?;
+        let plan = self.db.plan(name)?;
         let mut outcome = Outcome::Loaded;
         for e in &plan {
             let target = e.name == name;
