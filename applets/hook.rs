@@ -2,7 +2,6 @@
 
 use std::ffi::OsStr;
 use std::io::{IsTerminal, Write};
-use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -227,11 +226,12 @@ fn status(ctx: &Ctx) -> Result<u8> {
 /// stderr appears in its output, and a non-zero exit aborts the transaction.
 fn check_kernel(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
     let mut targets: Vec<String> = a.get_many::<String>("package").into_iter().flatten().cloned().collect();
-    // SAFETY: descriptor 0 stays open for the whole process, and ManuallyDrop never closes
-    // it; read directly, without the buffered Stdin machinery.
-    let mut stdin = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
+    let stdin = std::io::stdin();
     if targets.is_empty() && !stdin.is_terminal() {
-        let text = std::io::read_to_string(&mut *stdin)?;
+        // Read as a File (a duplicate of descriptor 0), as pubkey does: no unsafe, and no
+        // buffered Stdin machinery in the binary.
+        let fd = std::os::fd::AsFd::as_fd(&stdin).try_clone_to_owned()?;
+        let text = std::io::read_to_string(std::fs::File::from(fd))?;
         targets.extend(text.split_whitespace().map(String::from));
     }
     let after = zfs::after_transaction(&ctx.root, &ctx.host, &targets)?;
