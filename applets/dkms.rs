@@ -29,12 +29,20 @@ pub fn command() -> Command {
                     .help("Kernel release to build for (repeatable) [default: the running kernel]"))
                 .arg(Arg::new("force").long("force").action(ArgAction::SetTrue)
                     .help("Build even for a kernel outside the module's supported range"))
+                .arg(Arg::new("rebuild").long("rebuild").action(ArgAction::SetTrue)
+                    .help("Compile again even when the work directory holds a finished build of the same source for the kernel"))
                 .arg(Arg::new("compress").long("compress").value_name("KIND").value_parser(["auto", "zst", "xz", "gz", "none"])
                     .default_value("auto").help("Compression of the installed module [default: like the kernel's own modules]"))
                 .arg(Arg::new("jobs").short('j').long("jobs").value_name("N").value_parser(clap::value_parser!(usize)))
                 .arg(Arg::new("work").long("work").value_name("DIR").value_parser(clap::value_parser!(PathBuf))
-                    .help("Where the scratch copy and make.log go [default: /var/tmp/rtool-dkms]"))
-                .arg(ctx::arg_root()),
+                    .help("Where the scratch copy and make.log go; a finished build kept there is installed again without compiling [default: /var/tmp/rtool-dkms]"))
+                .arg(ctx::arg_root())
+                .after_help(
+                    "A finished build stays in the work directory: the same source built again for the \
+                     same kernel is installed from it without compiling, into any root. A changed \
+                     source tree or dkms.conf compiles again, and so does --rebuild. Exit status: \
+                     see `rtool dkms --help`.",
+                ),
         )
         .subcommand(
             Command::new("status")
@@ -46,11 +54,18 @@ pub fn command() -> Command {
             "Examples:
   rtool dkms build zfs/2.1.9 -k 6.1.12-arch1-1 --root /mnt
   rtool dkms build /usr/src/acpi_call-1.1.0 -k \"$(uname -r)\"
+  rtool dkms build zfs/2.1.9 -k 6.1.12-arch1-1 --root /mnt --rebuild   # compile again
   rtool dkms status --root /mnt        # exit 1 if an AUTOINSTALL module is missing
 
-Exit status: 0 built (or nothing missing); 1 a kernel is outside the module's range
-(refused before compiling) or status found a missing module; 7 headers, make or gcc
-missing; 8 the build failed (the summary says why, make.log has everything).",
+A finished build stays in the work directory (--work): building the same source for the
+same kernel again installs it without compiling, into any root. A changed source tree or
+dkms.conf compiles again, and so does --rebuild.
+
+Exit status: 0 built or installed (or nothing missing); 1 a kernel the module does not
+support, by its META range or BUILD_EXCLUSIVE_* (refused before compiling; --force builds
+anyway), or status found a missing module; 2 usage; 3 a dkms.conf that cannot be read;
+7 the module source, headers, make or gcc missing; 8 the build failed (the summary says
+why, make.log has everything).",
         )
 }
 
@@ -105,16 +120,25 @@ fn build_cmd(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
                 continue;
             }
         }
-        build::check_tools(&root, kver)?;
-        let mut act = Activity::new(format!("dkms: {name} for {kver}"), Mode::detect(ctx.verbosity < 0));
-        let result = build::build(&src, &vars, jobs, &mut |line| act.status(line))?;
-        act.done();
-        let built = match result {
-            Ok(b) => b,
-            Err(failed) => {
-                print_failure(ctx, &mut out, &name, kver, &failed)?;
-                worst = exit::FAILED;
-                continue;
+        let reused = if a.get_flag("rebuild") { None } else { build::reusable(&src, &vars)? };
+        let (built, how) = match reused {
+            Some(b) => {
+                let from = b.log.parent().map(|p| p.display().to_string()).unwrap_or_default();
+                (b, format!("installed for {kver} from the finished build in {from} (--rebuild compiles again)"))
+            }
+            None => {
+                build::check_tools(&root, kver)?;
+                let mut act = Activity::new(format!("dkms: {name} for {kver}"), Mode::detect(ctx.verbosity < 0));
+                let result = build::build(&src, &vars, jobs, &mut |line| act.status(line))?;
+                act.done();
+                match result {
+                    Ok(b) => (b, format!("built for {kver} in {} s", act.elapsed().as_secs())),
+                    Err(failed) => {
+                        print_failure(ctx, &mut out, &name, kver, &failed)?;
+                        worst = exit::FAILED;
+                        continue;
+                    }
+                }
             }
         };
         let compress = match a.get_one::<String>("compress").map(String::as_str) {
@@ -123,7 +147,7 @@ fn build_cmd(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
         };
         let installed = build::install(&root, kver, &built, compress)?;
         let dep = build::depmod(&root, kver)?;
-        writeln!(out, "{name}: built for {kver} in {} s", act.elapsed().as_secs())?;
+        writeln!(out, "{name}: {how}")?;
         for p in &installed {
             writeln!(out, "  installed {}", p.display())?;
         }

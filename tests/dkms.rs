@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::dkms::{copy_fixture, kver, module, target};
+use common::dkms::{copy_fixture, incident_tree, kver, module, sections, target, walk, work_base};
 use common::{real_arch, rtool, Cmd, Done};
 
 /// gpl-hello under another name, its make command spelled out with dkms's variables, as
@@ -284,4 +284,345 @@ fn same_trees_with_debians_dkms() {
     assert_ne!(theirs.code(), 0, "Debian's dkms must fail too");
     let src = module("cddl-gplonly", r.path());
     assert_ne!(build(r.path(), &src, &k2, &[]).code(), 0);
+}
+
+fn installed(root: &Path, k: &str, file: &str) -> PathBuf {
+    root.join("usr/lib/modules")
+        .join(k)
+        .join("updates/dkms")
+        .join(file)
+}
+
+fn append(file: &Path, text: &str) {
+    let mut s = fs::read_to_string(file).unwrap();
+    s.push_str(text);
+    fs::write(file, s).unwrap();
+}
+
+/// `PRE_BUILD="prep.sh --flag value"`: dkms runs `BUILD_DIR/prep.sh --flag value` from the
+/// build directory. The script writes prep.mk there, Kbuild includes it, and the module
+/// carries the value: `modinfo` shows it.
+#[test]
+fn pre_build_runs_from_the_build_dir_with_its_arguments() {
+    let (r, k) = target();
+    let src = module("pre-build", r.path());
+    let out = build(r.path(), &src, &k, &["--compress", "none"])
+        .success()
+        .stdout();
+    let ko = installed(r.path(), &k, "pre_build.ko");
+    assert!(ko.is_file(), "{out}");
+    let info = Cmd::new(common::which("modinfo").expect("modinfo (kmod)"))
+        .args(["-F", "prep"])
+        .arg(&ko)
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(info.trim(), "value");
+    let base = work_base(r.path(), &src, &k);
+    let log = fs::read_to_string(base.join("make.log")).unwrap();
+    let build_dir = base.join("build");
+    assert!(
+        log.contains(&format!(
+            "# PRE_BUILD: {}/prep.sh --flag value",
+            build_dir.display()
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("prep.sh: wrote {}/prep.mk", build_dir.display())),
+        "{log}"
+    );
+    // It ran before make: its line comes first.
+    assert!(log.find("# PRE_BUILD:") < log.find("# MAKE:"), "{log}");
+    assert!(!src.join("prep.mk").exists(), "the source tree stays clean");
+}
+
+#[test]
+fn pre_build_naming_a_missing_script_fails_before_make() {
+    let (r, k) = target();
+    let src = module("gpl-hello", r.path());
+    append(
+        &src.join("dkms.conf"),
+        "PRE_BUILD=\"no-such-prep.sh --flag value\"\n",
+    );
+    let out = build(r.path(), &src, &k, &[]).status(8).stdout();
+    assert!(
+        out.contains(&format!("BUILD FAILED for {k} (PRE_BUILD)")),
+        "{out}"
+    );
+    assert!(out.contains("PRE_BUILD command not found"), "{out}");
+    assert!(out.contains("no-such-prep.sh"), "{out}");
+    assert!(out.contains("is NOT installed"), "{out}");
+    let log = fs::read_to_string(work_base(r.path(), &src, &k).join("make.log")).unwrap();
+    assert!(!log.contains("# MAKE:"), "make never ran:\n{log}");
+    assert!(!installed(r.path(), &k, "gpl_hello.ko").exists());
+}
+
+/// A PRE_BUILD script that runs a tool that is not installed: the shell's 127, said as such
+/// and not taken for a compile error.
+#[test]
+fn pre_build_exiting_127_names_the_missing_command() {
+    let (r, k) = target();
+    let src = module("gpl-hello", r.path());
+    let script = src.join("prep.sh");
+    fs::write(
+        &script,
+        "#!/bin/sh\necho 'prep.sh: generating'\nexec rtool-no-such-tool --generate\n",
+    )
+    .unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    append(&src.join("dkms.conf"), "PRE_BUILD=\"prep.sh\"\n");
+    let out = build(r.path(), &src, &k, &[]).status(8).stdout();
+    assert!(
+        out.contains("PRE_BUILD command not found (exit 127)"),
+        "{out}"
+    );
+    assert!(out.contains("rtool-no-such-tool"), "{out}");
+    assert!(!installed(r.path(), &k, "gpl_hello.ko").exists());
+}
+
+/// dkms runs `strip -g` on every module unless `STRIP[i]` says no. Debian's kernel is built
+/// with CONFIG_DEBUG_INFO, so its modules carry .debug_info until stripped.
+#[test]
+fn modules_are_stripped_unless_strip_says_no() {
+    let (r, k) = target();
+    let config = fs::read_to_string(format!("/usr/src/linux-headers-{k}/.config")).unwrap();
+    assert!(
+        config.lines().any(|l| l == "CONFIG_DEBUG_INFO=y"),
+        "the headers' kernel has no CONFIG_DEBUG_INFO: this test proves nothing"
+    );
+    let src = module("gpl-hello", r.path());
+    let ko = installed(r.path(), &k, "gpl_hello.ko");
+    build(r.path(), &src, &k, &["--compress", "none"]).success();
+    let stripped = sections(&ko);
+    assert!(!stripped.contains(".debug_info"), "{stripped}");
+    assert!(stripped.contains(".modinfo"), "{stripped}");
+
+    append(&src.join("dkms.conf"), "STRIP[0]=\"no\"\n");
+    let out = build(r.path(), &src, &k, &["--compress", "none"])
+        .success()
+        .stdout();
+    assert!(
+        out.contains(&format!("built for {k}")),
+        "compiled again: {out}"
+    );
+    let kept = sections(&ko);
+    assert!(kept.contains(".debug_info"), "{kept}");
+}
+
+/// A finished build in the work directory is installed again without compiling, as dkms
+/// installs from its tree. The proof: the second run has no make and no gcc on PATH (a
+/// compile could not even start: exit 7), and make.log is left as it was.
+#[test]
+fn a_finished_build_is_reused_until_rebuild_or_a_change() {
+    let (r, k) = target();
+    let src = module("gpl-hello", r.path());
+    let first = build(r.path(), &src, &k, &[]).success().stdout();
+    assert!(first.contains(&format!("built for {k}")), "{first}");
+    let base = work_base(r.path(), &src, &k);
+    let log = base.join("make.log");
+    let ko = installed(r.path(), &k, "gpl_hello.ko");
+    assert!(ko.is_file(), "{first}");
+    fs::remove_file(&ko).unwrap();
+    append(&log, "rtool-test: the first build's log\n");
+    let log_before = fs::read_to_string(&log).unwrap();
+    let no_tools = tempfile::tempdir().unwrap();
+    let again = rtool(["dkms", "build"])
+        .arg(&src)
+        .args(["-k", &k, "--root"])
+        .arg(r.path())
+        .arg("--work")
+        .arg(r.path().join("work"))
+        .env("PATH", no_tools.path())
+        .run()
+        .success()
+        .stdout();
+    assert!(
+        again.contains(&format!(
+            "installed for {k} from the finished build in {} (--rebuild compiles again)",
+            base.display()
+        )),
+        "{again}"
+    );
+    assert!(!again.contains("built for"), "{again}");
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        log_before,
+        "make.log untouched"
+    );
+    assert!(ko.is_file(), "installed again: {again}");
+
+    // --rebuild compiles: a new make.log.
+    let re = build(r.path(), &src, &k, &["--rebuild"]).success().stdout();
+    assert!(re.contains(&format!("built for {k}")), "{re}");
+    assert!(!fs::read_to_string(&log).unwrap().contains("rtool-test:"));
+
+    // An edited dkms.conf makes it another build.
+    append(&log, "rtool-test: marker\n");
+    append(&src.join("dkms.conf"), "# edited\n");
+    let edited = build(r.path(), &src, &k, &[]).success().stdout();
+    assert!(edited.contains(&format!("built for {k}")), "{edited}");
+    assert!(!fs::read_to_string(&log).unwrap().contains("rtool-test:"));
+
+    // So does an edited source file: the build would not be the same.
+    append(&log, "rtool-test: marker\n");
+    append(&src.join("gpl_hello.c"), "/* edited */\n");
+    let edited = build(r.path(), &src, &k, &[]).success().stdout();
+    assert!(edited.contains(&format!("built for {k}")), "{edited}");
+    assert!(!fs::read_to_string(&log).unwrap().contains("rtool-test:"));
+
+    // And the same build for another root installs there from the same work directory.
+    let (r2, _) = target();
+    let other = rtool(["dkms", "build"])
+        .arg(&src)
+        .args(["-k", &k, "--root"])
+        .arg(r2.path())
+        .arg("--work")
+        .arg(r.path().join("work"))
+        .run()
+        .success()
+        .stdout();
+    assert!(other.contains("from the finished build"), "{other}");
+    assert!(installed(r2.path(), &k, "gpl_hello.ko").is_file());
+}
+
+/// BUILD_EXCLUSIVE_KERNEL set inside `if [ -f $kernel_source_dir/.config ]; then .
+/// $kernel_source_dir/.config …`, as Debian's zfs-dkms and v4l2loopback do: bash reads the
+/// file as dkms does, so a PREEMPT_RT kernel is refused and any other is built.
+#[test]
+fn build_exclusive_kernel_from_shell_code_is_evaluated_by_bash() {
+    let (r, k) = target();
+    let src = module("exclusive-rt", r.path());
+    // Debian's headers: no PREEMPT_RT, so it builds.
+    build(r.path(), &src, &k, &[]).success();
+    assert!(installed(r.path(), &k, "exclusive_rt.ko").is_file());
+
+    // A PREEMPT_RT kernel whose "headers" are only its .config: the refusal comes before
+    // anything needs the headers.
+    let rt = "6.1.0-99-rt-amd64";
+    let rt_build = r.path().join("usr/lib/modules").join(rt).join("build");
+    fs::create_dir_all(&rt_build).unwrap();
+    fs::write(
+        rt_build.join(".config"),
+        "CONFIG_SMP=y\nCONFIG_PREEMPT_RT=y\n",
+    )
+    .unwrap();
+    let out = build(r.path(), &src, rt, &[]).status(1).stdout();
+    assert!(out.contains(&format!("NOT built for {rt}")), "{out}");
+    assert!(out.contains("NOT ON PREEMPT_RT"), "{out}");
+    assert!(out.contains("nothing was compiled"), "{out}");
+    let work = r.path().join("work").join(format!("exclusive-rt-1.0-{rt}"));
+    assert!(
+        !walk(&work).iter().any(|p| p.ends_with("make.log")),
+        "nothing compiled"
+    );
+    // --force goes on, and finds no headers: the refusal came first.
+    build(r.path(), &src, rt, &["--force"])
+        .status(7)
+        .stderr_has("--force")
+        .stderr_has(&format!("no kernel headers for {rt}"));
+    assert!(!installed(r.path(), rt, "exclusive_rt.ko").exists());
+}
+
+/// The incident, re-enacted with the real pieces: Debian's zfs-dkms 2.1.11 (META: Linux 3.10 –
+/// 6.2) and the real headers of bookworm-backports' newer kernel, laid out as Debian lays
+/// them out (`build` -> the -amd64 headers, `source` -> the -common ones). rtool refuses
+/// before compiling anything: nothing in the work directory, nothing installed.
+#[test]
+fn zfs_2_1_11_is_refused_for_a_newer_kernel_before_compiling() {
+    let (tree, k, v) = incident_tree();
+    let r = tempfile::Builder::new()
+        .prefix("dkms-incident-")
+        .tempdir()
+        .unwrap();
+    let m = r.path().join("usr/lib/modules").join(&k);
+    fs::create_dir_all(&m).unwrap();
+    let headers = tree.join("usr/src").join(format!("linux-headers-{k}"));
+    let common = tree
+        .join("usr/src")
+        .join(format!("linux-headers-{v}-common"));
+    assert!(headers.join(".config").is_file() && common.join("Makefile").is_file());
+    std::os::unix::fs::symlink(&headers, m.join("build")).unwrap();
+    std::os::unix::fs::symlink(&common, m.join("source")).unwrap();
+    fs::write(m.join("vmlinuz"), "kernel").unwrap();
+    std::os::unix::fs::symlink("usr/lib", r.path().join("lib")).unwrap();
+    fs::create_dir_all(r.path().join("usr/src")).unwrap();
+    Cmd::new("cp")
+        .arg("-a")
+        .arg(tree.join("usr/src/zfs-2.1.11"))
+        .arg(r.path().join("usr/src/"))
+        .run()
+        .success();
+    let meta = fs::read_to_string(r.path().join("usr/src/zfs-2.1.11/META")).unwrap();
+    assert!(meta.contains("Linux-Maximum: 6.2"), "{meta}");
+    let w = r.path().join("work");
+    let done = rtool(["dkms", "build", "zfs/2.1.11", "-k", &k, "--root"])
+        .arg(r.path())
+        .arg("--work")
+        .arg(&w)
+        .run()
+        .status(1);
+    let out = done.stdout();
+    assert!(
+        out.contains(&format!("zfs 2.1.11: NOT built for {k}")),
+        "{out}"
+    );
+    assert!(out.contains("3.10") && out.contains("6.2"), "{out}");
+    assert!(out.contains("nothing was compiled"), "{out}");
+    let made: Vec<PathBuf> = walk(&w)
+        .into_iter()
+        .filter(|p| p.ends_with("make.log") || p.ends_with("build"))
+        .collect();
+    assert!(made.is_empty(), "compiled: {made:?}");
+    assert!(!m.join("updates").exists());
+    assert!(!done.stderr().contains("with bash"), "{}", done.stderr());
+    rtool(["dkms", "status", "--root"])
+        .arg(r.path())
+        .run()
+        .status(1)
+        .stdout_has(&format!("zfs/2.1.11, {k}: unsupported"));
+}
+
+/// A PRE_BUILD script without a `#!` line: dkms's `exec $run` is bash's, and bash runs such a
+/// file as a bash script (`[[ ]]` works), from the build directory.
+#[test]
+fn pre_build_script_without_a_shebang_runs_as_bash_runs_it() {
+    let (r, k) = target();
+    let src = module("gpl-hello", r.path());
+    let script = src.join("prep");
+    fs::write(
+        &script,
+        "# no #! line\n[[ $1 == --flag ]] && echo \"ran with $1 in $PWD\" >prep-ran\n",
+    )
+    .unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    append(&src.join("dkms.conf"), "PRE_BUILD=\"prep --flag\"\n");
+    build(r.path(), &src, &k, &[]).success();
+    let build_dir = work_base(r.path(), &src, &k).join("build");
+    let ran = fs::read_to_string(build_dir.join("prep-ran")).unwrap();
+    assert_eq!(
+        ran.trim(),
+        format!("ran with --flag in {}", build_dir.display())
+    );
+    assert!(installed(r.path(), &k, "gpl_hello.ko").is_file());
+}
+
+#[test]
+fn help_tells_of_reuse_rebuild_and_the_exit_codes() {
+    let top = rtool(["dkms", "--help"]).run().success().stdout();
+    for want in [
+        "--rebuild",
+        "without compiling",
+        "2 usage",
+        "7 the module source",
+        "8 the build failed",
+    ] {
+        assert!(top.contains(want), "{want}: {top}");
+    }
+    let b = rtool(["dkms", "build", "--help"]).run().success().stdout();
+    assert!(
+        b.contains("--rebuild") && b.contains("without compiling"),
+        "{b}"
+    );
+    rtool(["dkms", "build"]).run().status(2);
 }

@@ -168,6 +168,149 @@ pub struct Built {
     pub modules: Vec<(PathBuf, String)>,
 }
 
+/// The file in the work directory that records a finished build (see [`reusable`]).
+const STAMP: &str = "rtool-built";
+
+/// What identifies a build: the module, every file of its source tree (`dkms.conf`, `META`
+/// and the code: a package update may patch the code under the same version), the kernel, the
+/// commands as read for that kernel (bash may choose options from the kernel's `.config` or
+/// the package's own configuration file) and where each built module lies. Absolute paths are
+/// left out of the commands (the kernel tree, the work directory), so the same build installs
+/// into another root. A finished build with the same key needs no second compile.
+fn build_key(src: &Source, v: &Vars) -> Result<String> {
+    let mut key = format!(
+        "rtool dkms build 3\nmodule {} {}\nkernel {} {}\nsource {}\n",
+        src.conf.package_name,
+        src.conf.package_version,
+        v.kernelver,
+        v.arch,
+        tree_hash(&src.dir)?
+    );
+    // Paths differ between the root built in and the root installed into (the headers, the
+    // work directory); the options around them are what changes a build.
+    let command = |c: &str| {
+        c.split_whitespace()
+            .map(|w| match (w.starts_with('/'), w.find("=/")) {
+                (true, _) => "<path>".to_string(),
+                (false, Some(i)) => format!("{}=<path>", &w[..i]),
+                _ => w.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for (step, value) in [
+        ("PRE_BUILD", src.conf.pre_build.clone()),
+        ("MAKE", Some(src.conf.make_command(v, 0)?)),
+        ("POST_BUILD", src.conf.post_build.clone()),
+    ] {
+        key.push_str(&format!("{step} {}\n", command(&value.unwrap_or_default())));
+    }
+    for m in &src.conf.modules {
+        key.push_str(&format!("built {} strip {}\n", m.built_path(), m.strip));
+    }
+    Ok(key)
+}
+
+/// The SHA-256 of a source tree: every path in order, with its kind, and the mode and
+/// content of a file or the target of a link.
+fn tree_hash(dir: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    fn walk(h: &mut Sha256, root: &Path, rel: &Path, buf: &mut [u8]) -> Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::PermissionsExt;
+        let d = root.join(rel);
+        let mut names = Vec::new();
+        for e in fs::read_dir(&d).map_err(|e| Error::path(e, &d))? {
+            names.push(e.map_err(|e| Error::path(e, &d))?.file_name());
+        }
+        names.sort();
+        for name in names {
+            let r = rel.join(&name);
+            let p = root.join(&r);
+            let md = fs::symlink_metadata(&p).map_err(|e| Error::path(e, &p))?;
+            h.update(r.as_os_str().as_bytes());
+            if md.is_dir() {
+                h.update(b"\0dir\0");
+                walk(h, root, &r, buf)?;
+            } else if md.file_type().is_symlink() {
+                let target = fs::read_link(&p).map_err(|e| Error::path(e, &p))?;
+                h.update(b"\0link\0");
+                h.update(target.as_os_str().as_bytes());
+                h.update(b"\0");
+            } else if md.is_file() {
+                let mode = md.permissions().mode() & 0o7777;
+                h.update(format!("\0file {mode:o} {}\0", md.len()).as_bytes());
+                let f = fs::File::open(&p).map_err(|e| Error::path(e, &p))?;
+                crate::hash::update_from(h, f, buf).map_err(|e| Error::path(e, &p))?;
+            } else {
+                h.update(b"\0other\0");
+            }
+        }
+        Ok(())
+    }
+    let mut h = Sha256::new();
+    walk(&mut h, dir, Path::new(""), &mut vec![0u8; 256 << 10])?;
+    Ok(crate::hash::hex(&h.finalize()))
+}
+
+fn build_base(src: &Source, v: &Vars) -> PathBuf {
+    Path::new(&v.dkms_tree)
+        .join(&src.conf.package_name)
+        .join(&src.conf.package_version)
+}
+
+/// A finished build of the same source for the same kernel in the work directory, as dkms
+/// keeps one in its tree (`dkms build`, then `dkms install` compiles nothing): the modules
+/// are there and the stamp written after the last step matches. A compile of OpenZFS takes
+/// many minutes; installing it again, into another root or after a failed install, should not.
+pub fn reusable(src: &Source, v: &Vars) -> Result<Option<Built>> {
+    let base = build_base(src, v);
+    let Ok(stamp) = fs::read_to_string(base.join(STAMP)) else {
+        return Ok(None);
+    };
+    if stamp != build_key(src, v)? {
+        return Ok(None);
+    }
+    let build_dir = base.join("build");
+    let mut modules = Vec::new();
+    for m in &src.conf.modules {
+        let f = build_dir.join(m.built_path());
+        if !f.is_file() {
+            return Ok(None);
+        }
+        modules.push((f, m.dest_name.clone()));
+    }
+    Ok(Some(Built {
+        log: base.join("make.log"),
+        modules,
+    }))
+}
+
+/// How dkms runs `PRE_BUILD` and `POST_BUILD` (`run_build_script`, lines 815-840): the value
+/// names a program relative to the build directory, with its arguments; dkms prefixes the
+/// directory, checks that the part before the first space is executable, and runs the whole
+/// split into words (`exec $run`, no other shell evaluation) from the build directory. So
+/// OpenZFS's `PRE_BUILD="configure --prefix=/usr …"` runs `build/configure`.
+fn script_argv(build_dir: &Path, value: &str) -> std::result::Result<Vec<String>, String> {
+    let mut words = value.split([' ', '\t', '\n']).filter(|w| !w.is_empty());
+    let Some(first) = words.next() else {
+        return Err("it is empty".to_string());
+    };
+    let program = format!("{}/{first}", build_dir.display());
+    let executable = fs::metadata(&program).is_ok_and(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.is_file() && m.permissions().mode() & 0o111 != 0
+    });
+    if !executable {
+        return Err(format!(
+            "{first} is not an executable file in the build directory ({program})"
+        ));
+    }
+    let mut argv = vec![program];
+    argv.extend(words.map(String::from));
+    Ok(argv)
+}
+
 /// Runs the build of `src` for `kver` in a scratch copy under `work`, logging everything to
 /// `work/make.log`. `tick` is called about every 200 ms with the log's last line.
 pub fn build(
@@ -176,12 +319,14 @@ pub fn build(
     jobs: usize,
     tick: &mut dyn FnMut(&str),
 ) -> Result<std::result::Result<Built, Failed>> {
+    use std::io::Write;
     let kver = &v.kernelver;
     // Laid out as in dkms's tree, so the default `M=$dkms_tree/NAME/VERSION/build` is ours.
-    let base = Path::new(&v.dkms_tree)
-        .join(&src.conf.package_name)
-        .join(&src.conf.package_version);
+    let base = build_base(src, v);
     let build_dir = base.join("build");
+    // The key of the tree as it is copied.
+    let key = build_key(src, v)?;
+    let _ = fs::remove_file(base.join(STAMP));
     if build_dir.exists() {
         fs::remove_dir_all(&build_dir).map_err(|e| Error::path(e, &build_dir))?;
     }
@@ -190,33 +335,87 @@ pub fn build(
     let log = fs::File::create(&log_path).map_err(|e| Error::path(e, &log_path))?;
     let kdir = &v.kernel_source_dir;
     let make = src.conf.make_command(v, jobs as u32)?;
-    let mut steps: Vec<(&str, String)> = Vec::new();
-    if let Some(p) = &src.conf.pre_build {
-        steps.push(("PRE_BUILD", p.clone()));
+    let failed = |step: &str, lines: Vec<String>| Failed {
+        causes: vec![Cause::Other { last_errors: lines }],
+        log: log_path.clone(),
+        step: step.to_string(),
+    };
+    let mut steps: Vec<(&str, Vec<String>)> = Vec::new();
+    // POST_BUILD is looked up when it runs, as dkms does: PRE_BUILD or make may make it.
+    for (step, value) in [("PRE_BUILD", &src.conf.pre_build), ("MAKE", &Some(make))] {
+        let Some(value) = value else { continue };
+        if step == "MAKE" {
+            // dkms evaluates the make command with bash (`invoke_command`, line 1083); sh
+            // where there is no bash.
+            let shell = sys::which("bash").map_or("sh".to_string(), |b| b.display().to_string());
+            steps.push((step, vec![shell, "-c".into(), value.clone()]));
+            continue;
+        }
+        match script_argv(&build_dir, value) {
+            Ok(argv) => steps.push((step, argv)),
+            Err(why) => {
+                let mut l = &log;
+                let _ = writeln!(l, "# {step}: {value}\n# {step} command not found: {why}");
+                return Ok(Err(failed(
+                    step,
+                    vec![format!("{step} command not found: {why}")],
+                )));
+            }
+        }
     }
-    steps.push(("MAKE", make));
-    if let Some(p) = &src.conf.post_build {
-        steps.push(("POST_BUILD", p.clone()));
-    }
-    for (step, cmd) in steps {
-        use std::io::Write;
+    // One step, run without a shell from the build directory, its output in the log.
+    let mut run_step = |step: &str, argv: &[String]| -> Result<Option<Failed>> {
         let mut l = &log;
-        let _ = writeln!(l, "# {step}: {cmd}");
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(&cmd)
-            .current_dir(&build_dir)
-            .env("kernelver", kver)
-            .env("kernel_source_dir", kdir)
-            .env("dkms_tree", &v.dkms_tree)
-            .env("source_tree", &v.source_tree)
-            .env("arch", &v.arch)
-            .env("LC_ALL", "C")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| Error::path(e, &log_path))?)
-            .stderr(log.try_clone().map_err(|e| Error::path(e, &log_path))?)
-            .spawn();
-        let mut child = child.map_err(|e| Error::io(e, format!("running {step} ({cmd})")))?;
+        let shown = argv.join(" ");
+        let _ = writeln!(l, "# {step}: {shown}");
+        let spawn = |argv: &[String]| -> std::io::Result<std::process::Child> {
+            Command::new(&argv[0])
+                .args(&argv[1..])
+                .current_dir(&build_dir)
+                .env("kernelver", kver)
+                .env("kernel_source_dir", kdir)
+                .env("dkms_tree", &v.dkms_tree)
+                .env("source_tree", &v.source_tree)
+                .env("arch", &v.arch)
+                .env("LC_ALL", "C")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log.try_clone()?)
+                .spawn()
+        };
+        let mut child = match spawn(argv) {
+            Ok(c) => c,
+            // A script without a `#!` line: dkms's `exec $run` is bash's, and bash runs such
+            // a file as a bash script.
+            Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
+                let shell = sys::which("bash").unwrap_or_else(|| PathBuf::from("/bin/sh"));
+                let _ = writeln!(
+                    l,
+                    "# {step}: {} has no #! line; running it with {}",
+                    argv[0],
+                    shell.display()
+                );
+                let mut with = vec![shell.display().to_string()];
+                with.extend(argv.iter().cloned());
+                spawn(&with).map_err(|e| Error::io(e, format!("running {step} ({shown})")))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let _ = writeln!(l, "# {step} command not found: {}", argv[0]);
+                return Ok(Some(failed(
+                    step,
+                    vec![format!("{step} command not found: {}", argv[0])],
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                let why = format!(
+                    "{step} cannot be executed: {}: {e} (a work directory on a noexec mount? --work chooses another)",
+                    argv[0]
+                );
+                let _ = writeln!(l, "# {why}");
+                return Ok(Some(failed(step, vec![why])));
+            }
+            Err(e) => return Err(Error::io(e, format!("running {step} ({shown})"))),
+        };
         let status = loop {
             match child.try_wait() {
                 Ok(Some(s)) => break s,
@@ -230,11 +429,44 @@ pub fn build(
         if !status.success() {
             let text = fs::read_to_string(&log_path).unwrap_or_default();
             let _ = writeln!(l, "# {step} failed: {status}");
-            return Ok(Err(Failed {
-                causes: buildlog::classify(&text),
-                log: log_path,
+            let mut causes = buildlog::classify(&text);
+            // 127 and 126 are the shell's "command not found" and "cannot execute": a
+            // missing tool, not a compile error.
+            let why = match status.code() {
+                Some(127) => Some("command not found (exit 127)"),
+                Some(126) => Some("command found but not executable (exit 126)"),
+                _ => None,
+            };
+            if causes.is_empty() {
+                // Nothing recognised: the step's own last lines say more than nothing.
+                let tail: Vec<String> = text
+                    .lines()
+                    .rev()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with("# "))
+                    .take(3)
+                    .map(String::from)
+                    .collect();
+                let mut lines = vec![format!("{step} failed ({status}); its last lines:")];
+                lines.extend(tail.into_iter().rev());
+                causes = vec![Cause::Other { last_errors: lines }];
+            }
+            if let Some(why) = why {
+                let mut lines = vec![format!("{step} {why}: {}", last_line_of(&text))];
+                lines.push(format!("{step} was: {}", clip_words(&shown, 160)));
+                causes = vec![Cause::Other { last_errors: lines }];
+            }
+            return Ok(Some(Failed {
+                causes,
+                log: log_path.clone(),
                 step: step.to_string(),
             }));
+        }
+        Ok(None)
+    };
+    for (step, argv) in &steps {
+        if let Some(f) = run_step(step, argv)? {
+            return Ok(Err(f));
         }
     }
     let mut modules = Vec::new();
@@ -247,12 +479,84 @@ pub fn build(
                 step: "MAKE".into(),
             }));
         }
+        // dkms strips debugging symbols unless STRIP[i] says no (line 1110).
+        if m.strip {
+            let mut l = &log;
+            match sys::which("strip") {
+                Some(strip) => {
+                    let _ = writeln!(l, "# STRIP: strip -g {}", f.display());
+                    let st = Command::new(strip)
+                        .arg("-g")
+                        .arg(&f)
+                        .stdin(Stdio::null())
+                        .stdout(log.try_clone().map_err(|e| Error::path(e, &log_path))?)
+                        .stderr(log.try_clone().map_err(|e| Error::path(e, &log_path))?)
+                        .status()
+                        .map_err(|e| Error::io(e, "running strip"))?;
+                    if !st.success() {
+                        return Ok(Err(failed(
+                            "STRIP",
+                            vec![format!("strip -g {} failed ({st})", f.display())],
+                        )));
+                    }
+                }
+                None => {
+                    let _ = writeln!(
+                        l,
+                        "# STRIP: strip is not installed; {} keeps its debugging symbols",
+                        f.display()
+                    );
+                }
+            }
+        }
         modules.push((f, m.dest_name.clone()));
     }
+    // dkms runs POST_BUILD after stripping, once it has made its per-kernel directory
+    // `$dkms_tree/NAME/VERSION/KVER/ARCH/log` (OpenZFS's dkms.postbuild copies into it).
+    if let Some(value) = &src.conf.post_build {
+        let step = "POST_BUILD";
+        let argv = match script_argv(&build_dir, value) {
+            Ok(argv) => argv,
+            Err(why) => {
+                let mut l = &log;
+                let _ = writeln!(l, "# {step}: {value}\n# {step} command not found: {why}");
+                return Ok(Err(failed(
+                    step,
+                    vec![format!("{step} command not found: {why}")],
+                )));
+            }
+        };
+        let per_kernel = base.join(kver).join(&v.arch).join("log");
+        fs::create_dir_all(&per_kernel).map_err(|e| Error::path(e, &per_kernel))?;
+        if let Some(f) = run_step(step, &argv)? {
+            return Ok(Err(f));
+        }
+    }
+    sys::write_atomic(&base.join(STAMP), key.as_bytes(), 0o644)?;
     Ok(Ok(Built {
         log: log_path,
         modules,
     }))
+}
+
+/// The last non-empty line of a log text.
+fn last_line_of(text: &str) -> String {
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("# "))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// `s` with runs of blanks made single spaces and cut to about `max` characters.
+fn clip_words(s: &str, max: usize) -> String {
+    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if joined.chars().count() <= max {
+        return joined;
+    }
+    let cut: String = joined.chars().take(max).collect();
+    format!("{cut}…")
 }
 
 fn last_line(log: &Path) -> String {
@@ -427,7 +731,12 @@ pub fn installed_kernels(root: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(&base)
         .map(|rd| {
             rd.flatten()
-                .filter(|e| e.path().join("vmlinuz").is_file())
+                // A kernel package's tree: Arch ships `vmlinuz` there, every kernel
+                // `modules.builtin`. A directory that only DKMS left behind has neither.
+                .filter(|e| {
+                    let p = e.path();
+                    p.join("vmlinuz").is_file() || p.join("modules.builtin").is_file()
+                })
                 .filter_map(|e| e.file_name().to_str().map(String::from))
                 .collect()
         })

@@ -64,3 +64,145 @@ pub fn copy_fixture(name: &str, dir: &Path) -> PathBuf {
 pub fn module(name: &str, root: &Path) -> PathBuf {
     copy_fixture(name, &root.join("usr/src"))
 }
+
+/// Where `rtool dkms build SRC --root ROOT --work ROOT/work` builds SRC for `k`: dkms's layout
+/// `WORK/SRCDIR-KVER/NAME/VERSION` (`build/`, `make.log`, the stamp of a finished build).
+pub fn work_base(root: &Path, src: &Path, k: &str) -> PathBuf {
+    let dir = src.file_name().unwrap().to_str().unwrap();
+    let (name, version) = dir.rsplit_once('-').unwrap();
+    root.join("work")
+        .join(format!("{dir}-{k}"))
+        .join(name)
+        .join(version)
+}
+
+/// The section headers of an ELF file, as `readelf -S -W` prints them.
+pub fn sections(elf: &Path) -> String {
+    Cmd::new("readelf")
+        .args(["-S", "-W"])
+        .arg(elf)
+        .run()
+        .success()
+        .stdout()
+}
+
+/// Every path below `dir`, recursively (none when it does not exist).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// `bash tests/fixtures/debian-pkg.sh CACHE PKG...`: the .deb of each package, downloaded once.
+fn debian_pkg(cache: &Path, pkgs: &[String]) -> Vec<PathBuf> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/debian-pkg.sh");
+    let out = Cmd::new("bash")
+        .arg(script)
+        .arg(cache)
+        .args(pkgs)
+        .run()
+        .success()
+        .stdout();
+    let debs: Vec<PathBuf> = out.lines().map(PathBuf::from).collect();
+    assert_eq!(debs.len(), pkgs.len(), "{out}");
+    debs
+}
+
+/// The newest `linux-headers-6.X.Y+deb12-amd64` of bookworm-backports, as `6.X.Y+deb12`, from
+/// the package lists debian-pkg.sh keeps under `CACHE/apt` (read with the same private apt
+/// options, under its lock). 6.12.95+deb12, the kernel of the incident, when it is there.
+fn backports_kernel(cache: &Path) -> String {
+    let apt = cache.join("apt");
+    let opt = |k: &str, p: &Path| format!("{k}={}", p.display());
+    let out = Cmd::new("flock")
+        .arg(cache.join(".debian-pkg.lock"))
+        .arg("apt-cache")
+        .args([
+            "-o",
+            &opt("Dir::Etc::SourceList", &apt.join("sources.list")),
+        ])
+        .args(["-o", "Dir::Etc::SourceParts=/dev/null"])
+        .args(["-o", &opt("Dir::State::Lists", &apt.join("lists"))])
+        .args(["-o", &opt("Dir::Cache", &apt.join("cache"))])
+        .args(["-q", "pkgnames", "linux-headers-6."])
+        .run()
+        .success()
+        .stdout();
+    let version = |v: &str| -> Option<(u32, u32, u32)> {
+        let (nums, deb) = v.split_once('+')?;
+        if deb != "deb12" {
+            return None;
+        }
+        let mut n = nums.split('.').map(|x| x.parse::<u32>().ok());
+        Some((n.next()??, n.next()??, n.next()??))
+    };
+    let mut found: Vec<((u32, u32, u32), String)> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("linux-headers-")?.strip_suffix("-amd64"))
+        .filter_map(|v| Some((version(v)?, v.to_string())))
+        .collect();
+    if found.iter().any(|(_, v)| v == "6.12.95+deb12") {
+        return "6.12.95+deb12".to_string();
+    }
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("no linux-headers-6.*+deb12-amd64 in bookworm-backports:\n{out}"))
+        .1
+}
+
+/// The incident's pieces, unpacked once with `dpkg -x` into one directory and kept: Debian's
+/// zfs-dkms 2.1.11 (`usr/src/zfs-2.1.11`, META: Linux 3.10 – 6.2) and the headers of
+/// bookworm-backports' newer kernel, split as Debian splits them (`-amd64`, the `build`
+/// tree; `-common`, the `source` tree; `linux-kbuild`). Returns (directory, KVER, version).
+pub fn incident_tree() -> (PathBuf, String, String) {
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+    let cache = tmp.join("cache");
+    fs::create_dir_all(&cache).unwrap();
+    // zfs-dkms first: that also brings the package lists up to date.
+    let mut debs = debian_pkg(&cache, &["zfs-dkms".to_string()]);
+    let v = backports_kernel(&cache);
+    debs.extend(debian_pkg(
+        &cache,
+        &[
+            format!("linux-headers-{v}-amd64"),
+            format!("linux-headers-{v}-common"),
+            format!("linux-kbuild-{v}"),
+        ],
+    ));
+    let dir = tmp.join(format!("dkms-incident-{v}"));
+    // Concurrent test binaries unpack into the same place: one at a time, and once.
+    let lock = fs::File::create(tmp.join(".dkms-incident.lock")).unwrap();
+    // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
+    if !dir.join(".done").exists() {
+        if dir.exists() {
+            fs::remove_dir_all(&dir).unwrap();
+        }
+        fs::create_dir_all(&dir).unwrap();
+        for deb in &debs {
+            Cmd::new("dpkg")
+                .arg("-x")
+                .arg(deb)
+                .arg(&dir)
+                .run()
+                .success();
+        }
+        fs::write(dir.join(".done"), "").unwrap();
+    }
+    drop(lock);
+    (dir, format!("{v}-amd64"), v)
+}
