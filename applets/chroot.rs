@@ -1,7 +1,10 @@
 //! Enter an installed system like arch-chroot, with /boot checked and everything torn down on the way out
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::io::{IsTerminal, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Output, Stdio};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use rtool::sys::mount::{self, MountStack, ResolvConf, Signals, Undo};
@@ -21,7 +24,14 @@ pub fn command() -> Command {
              mounts /boot and the ESP from the target's fstab (--mount-boot).\n\n\
              A symlinked /etc/resolv.conf in the target is resolved inside DIR and the host's \
              file is bound over what it leads to; a link dangling even inside DIR is left \
-             alone (with a warning).",
+             alone (with a warning).\n\n\
+             --zpool imports the pool with -N -R DIR (never over the live system), loads the \
+             keys of its encrypted datasets (from --key-file, else by `zfs load-key`, which \
+             asks on the terminal), mounts the dataset whose mountpoint is / on DIR, then the \
+             rest (zfs mount -a); `zpool export` on the way out unmounts it and unloads the \
+             keys. A pool still imported at DIR (an interrupted session) is used as it is; one \
+             imported elsewhere is refused. A pool the installed system did not export (a \
+             crash, a failed boot) needs --force-import.",
         )
         .arg(
             Arg::new("dir")
@@ -70,12 +80,28 @@ pub fn command() -> Command {
                 .long("key-file")
                 .value_name("FILE")
                 .value_parser(clap::value_parser!(PathBuf))
-                .requires("luks")
-                .help("Read the LUKS passphrase from FILE instead of the terminal"),
+                .requires("unlock")
+                .help(
+                    "Read the LUKS passphrase, or the key of every encryption root of the pool, \
+                     from FILE instead of the terminal",
+                ),
         )
         .arg(Arg::new("zpool").long("zpool").value_name("POOL").help(
-            "Import POOL with -N -R DIR, mount its root dataset and the rest; export it on exit",
+            "Import POOL with -N -R DIR, load its keys, mount its root dataset and the rest; \
+             export it on exit",
         ))
+        .arg(
+            Arg::new("force_import")
+                .long("force-import")
+                .action(ArgAction::SetTrue)
+                .requires("zpool")
+                .help("Import with -f: for a pool the system using it did not export (a crash)"),
+        )
+        .group(
+            clap::ArgGroup::new("unlock")
+                .args(["luks", "zpool"])
+                .multiple(true),
+        )
         .arg(
             Arg::new("keep")
                 .long("keep")
@@ -90,6 +116,8 @@ pub fn command() -> Command {
   rtool chroot --mount /dev/nvme0n1p2 --mount-boot /mnt
   rtool chroot --luks /dev/nvme0n1p2:cryptroot /mnt
   rtool chroot --zpool rpool --mount-boot /mnt -- zpool set cachefile=/etc/zfs/zpool.cache rpool
+  rtool chroot --zpool zroot --key-file /root/zroot.key --mount-boot /mnt
+  rtool chroot --zpool zroot --force-import /mnt   # not exported: the system crashed
 
 Exit status: the command's own (128+N when it dies from signal N; 128+N too when rtool is
 stopped by SIGTERM or SIGHUP); rtool's error codes when it cannot enter.",
@@ -126,9 +154,17 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         Some(_) => Some(tool("cryptsetup", "cryptsetup")?),
         None => None,
     };
-    let zpool = m.get_one::<String>("zpool");
-    let zfs_tools = match zpool {
-        Some(_) => Some((tool("zpool", "zfs-utils")?, tool("zfs", "zfs-utils")?)),
+    let pool = match m.get_one::<String>("zpool") {
+        Some(name) => Some(Pool {
+            name: pool_name(name)?,
+            zpool: tool("zpool", "zfs-utils")?,
+            zfs: tool("zfs", "zfs-utils")?,
+            force: m.get_flag("force_import"),
+            key_file: m
+                .get_one::<PathBuf>("key_file")
+                .map(|k| key_file(k))
+                .transpose()?,
+        }),
         None => None,
     };
 
@@ -157,8 +193,8 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
                 dev.display(),
                 dir.display()
             ));
-        } else if let (Some(pool), Some((zp, zfs))) = (zpool, &zfs_tools) {
-            import_pool(ctx, &mut stack, zp, zfs, pool, &dir)?;
+        } else if let Some(pool) = &pool {
+            import_pool(ctx, &mut stack, pool, &dir)?;
         }
         let mounts = read_mounts()?;
         if mountinfo::at(&mounts, &dir).is_none() {
@@ -243,7 +279,7 @@ fn read_mounts() -> Result<Vec<mountinfo::Mount>> {
     })
 }
 
-fn run_tool(program: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
+fn run_tool(program: &Path, args: &[&OsStr]) -> Result<()> {
     let st = std::process::Command::new(program)
         .args(args)
         .status()
@@ -251,13 +287,9 @@ fn run_tool(program: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
     if st.success() {
         return Ok(());
     }
-    let line: Vec<String> = args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
     Err(Error::new(
         Kind::Failed,
-        format!("{} {} failed ({st})", program.display(), line.join(" ")),
+        format!("{} failed ({st})", command_line(program, args)),
     ))
 }
 
@@ -270,7 +302,7 @@ fn open_luks(
     key_file: Option<&PathBuf>,
     dir: &Path,
 ) -> Result<()> {
-    let mut args: Vec<&std::ffi::OsStr> = vec!["open".as_ref()];
+    let mut args: Vec<&OsStr> = vec!["open".as_ref()];
     if let Some(k) = key_file {
         args.push("--key-file".as_ref());
         args.push(k.as_os_str());
@@ -295,40 +327,230 @@ fn open_luks(
     Ok(())
 }
 
-fn import_pool(
-    ctx: &Ctx,
-    stack: &mut MountStack,
-    zpool: &Path,
-    zfs: &Path,
-    pool: &str,
-    dir: &Path,
-) -> Result<()> {
-    // Never without -R: the pool's / and /usr would mount over the live system.
-    run_tool(
-        zpool,
-        &[
-            "import".as_ref(),
-            "-N".as_ref(),
-            "-R".as_ref(),
-            dir.as_os_str(),
-            pool.as_ref(),
-        ],
-    )?;
-    stack.push(
-        Undo::Run {
-            program: zpool.to_path_buf(),
-            args: vec!["export".into(), pool.into()],
-        },
-        true,
-    );
-    let out = std::process::Command::new(zfs)
-        .args(["list", "-H", "-o", "name,mountpoint,canmount", "-r", pool])
+/// `--zpool`: what to import, with which tools and how.
+struct Pool {
+    name: String,
+    zpool: PathBuf,
+    zfs: PathBuf,
+    /// `--force-import`: `zpool import -f`.
+    force: bool,
+    /// `--key-file`, absolute and checked readable.
+    key_file: Option<PathBuf>,
+}
+
+/// A pool name, not a dataset, and nothing zpool could take for an option.
+fn pool_name(name: &str) -> Result<String> {
+    if name.contains('/') {
+        let pool = name.split('/').next().unwrap_or_default();
+        return Err(
+            Error::usage(format!("--zpool takes a pool, not a dataset: {name}")).hint(format!(
+                "name the pool (`--zpool {pool}`): the root dataset is found by its mountpoint"
+            )),
+        );
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err(Error::usage(format!(
+            "--zpool {name:?}: a pool name begins with a letter"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+/// The `--key-file` for zfs: readable now, and absolute (`zfs load-key -L file://PATH`).
+fn key_file(path: &Path) -> Result<PathBuf> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| Error::path(e, path).context("cannot read the key file (--key-file)"))?;
+    let meta = f.metadata().map_err(|e| Error::path(e, path))?;
+    if meta.is_dir() {
+        return Err(Error::usage(format!(
+            "--key-file {}: is a directory, not a key file",
+            path.display()
+        )));
+    }
+    std::fs::canonicalize(path).map_err(|e| Error::path(e, path))
+}
+
+/// `program arg arg…`, as shown in messages.
+fn command_line(program: &Path, args: &[&OsStr]) -> String {
+    let mut s = program.display().to_string();
+    for a in args {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Runs `program` with no input and its stderr captured (stdout stays ours); returns the
+/// status and what it said on stderr.
+fn run_capturing_stderr(program: &Path, args: &[&OsStr]) -> Result<(ExitStatus, String)> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped())
         .output()
-        .map_err(|e| Error::io(e, zfs.display()))?;
+        .map_err(|e| Error::io(e, program.display()))?;
+    Ok((
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Runs `program` for its standard output (stderr captured too, no input).
+fn run_for_output(program: &Path, args: &[&OsStr]) -> Result<Output> {
+    std::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::io(e, program.display()))
+}
+
+/// What a tool said on stderr, to follow a message: `: LINE`, or one indented line each.
+fn said(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
+    match lines.as_slice() {
+        [] => None,
+        [one] => Some(format!(": {one}")),
+        many => Some(format!(":\n  {}", many.join("\n  "))),
+    }
+}
+
+/// `program args` failed: its own words when it gave some, else its exit status.
+fn tool_failed(program: &Path, args: &[&OsStr], status: ExitStatus, stderr: &str) -> Error {
+    let line = command_line(program, args);
+    let msg = match said(stderr) {
+        Some(words) => format!("{line} failed{words}"),
+        None => format!("{line} failed ({status})"),
+    };
+    Error::new(Kind::Failed, msg)
+}
+
+/// The altroot (`-` for none) of `pool` when it is imported already.
+fn imported_altroot(pool: &Pool) -> Result<Option<String>> {
+    let args: [&OsStr; 5] = [
+        "list".as_ref(),
+        "-H".as_ref(),
+        "-o".as_ref(),
+        "name,altroot".as_ref(),
+        pool.name.as_ref(),
+    ];
+    // Not imported: "cannot open 'POOL': no such pool", status 1. Any other failure shows
+    // again, in zpool's words, when the import is tried.
+    let out = run_for_output(&pool.zpool, &args)?;
     if !out.status.success() {
-        return Err(Error::new(
-            Kind::Failed,
-            format!("zfs list -r {pool} failed ({})", out.status),
+        return Ok(None);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let (name, altroot) = l.split_once('\t')?;
+        (name == pool.name).then(|| altroot.to_string())
+    }))
+}
+
+/// `zpool import [-f] -N -R DIR POOL`, with zpool's own words and a next step on failure.
+fn import(pool: &Pool, dir: &Path) -> Result<()> {
+    // Never without -R: the pool's / and /usr would mount over the live system.
+    let mut args: Vec<&OsStr> = vec!["import".as_ref()];
+    if pool.force {
+        args.push("-f".as_ref());
+    }
+    args.extend::<[&OsStr; 4]>([
+        "-N".as_ref(),
+        "-R".as_ref(),
+        dir.as_os_str(),
+        pool.name.as_ref(),
+    ]);
+    let (status, stderr) = run_capturing_stderr(&pool.zpool, &args)?;
+    if status.success() {
+        // Warnings (an unsupported feature, a degraded vdev) still reach the person.
+        let _ = std::io::stderr().write_all(stderr.as_bytes());
+        return Ok(());
+    }
+    let name = &pool.name;
+    let e = tool_failed(&pool.zpool, &args, status, &stderr);
+    Err(if stderr.contains("previously in use") {
+        e.hint(format!(
+            "the system that used {name} last did not export it before it went down: normal \
+             after a crash or a failed boot (a root pool is never exported at shutdown). If no \
+             other machine has it imported, import it anyway with --force-import"
+        ))
+    } else if stderr.contains("no such pool") {
+        e.hint(format!(
+            "check that `zpool import` lists {name}: the zfs module must be loaded (`modprobe \
+             zfs`) and the pool's disks attached"
+        ))
+    } else {
+        e
+    })
+}
+
+fn import_pool(ctx: &Ctx, stack: &mut MountStack, pool: &Pool, dir: &Path) -> Result<()> {
+    let (zfs, name) = (pool.zfs.as_path(), pool.name.as_str());
+    let export = Undo::Run {
+        program: pool.zpool.clone(),
+        args: vec!["export".into(), name.into()],
+    };
+    // A pool imported already is used only when it is at DIR, as a killed session leaves it.
+    let mut in_use = Vec::new();
+    match imported_altroot(pool)? {
+        None => {
+            import(pool, dir)?;
+            stack.push(export, true);
+        }
+        Some(altroot) if altroot != "-" && same_dir(Path::new(&altroot), dir) => {
+            in_use = read_mounts()?
+                .into_iter()
+                .filter(|m| {
+                    m.fstype == "zfs"
+                        && (m.source == name || m.source.starts_with(&format!("{name}/")))
+                })
+                .collect();
+            if in_use.is_empty() {
+                ctx.note(format!(
+                    "{}: {name} is already imported with altroot {} (left by an interrupted \
+                     session?): using it",
+                    ctx.applet,
+                    dir.display()
+                ));
+                stack.push(export, true);
+            } else {
+                // Mounted by whoever imported it: theirs to export.
+                ctx.note(format!(
+                    "{}: {name} is already imported with altroot {} and mounted: using it as \
+                     it is, and leaving it imported",
+                    ctx.applet,
+                    dir.display()
+                ));
+            }
+        }
+        Some(altroot) => {
+            let at = match altroot.as_str() {
+                "-" => "no altroot".to_string(),
+                a => format!("altroot {a}"),
+            };
+            return Err(Error::system(format!("{name} is already imported ({at})"))
+                .hint(format!("`zpool export {name}` first, if nothing uses it")));
+        }
+    }
+    load_keys(ctx, pool)?;
+    let list: [&OsStr; 6] = [
+        "list".as_ref(),
+        "-H".as_ref(),
+        "-o".as_ref(),
+        "name,mountpoint,canmount".as_ref(),
+        "-r".as_ref(),
+        name.as_ref(),
+    ];
+    let out = run_for_output(zfs, &list)?;
+    if !out.status.success() {
+        return Err(tool_failed(
+            zfs,
+            &list,
+            out.status,
+            &String::from_utf8_lossy(&out.stderr),
         ));
     }
     let text = String::from_utf8_lossy(&out.stdout);
@@ -344,17 +566,196 @@ fn import_pool(
     });
     let Some(root_ds) = root_ds else {
         return Err(Error::missing(format!(
-            "no dataset of {pool} has the mountpoint / (zfs list -r {pool})"
+            "no dataset of {name} has the mountpoint / (zfs list -r {name})"
         ))
-        .hint(format!("set it: `zfs set mountpoint=/ {pool}/ROOT/<name>`")));
+        .hint(format!("set it: `zfs set mountpoint=/ {name}/ROOT/<name>`")));
     };
-    run_tool(zfs, &["mount".as_ref(), root_ds.as_ref()])?;
+    if in_use
+        .iter()
+        .any(|m| m.source == root_ds && m.mount_point == dir)
+    {
+        ctx.debug(format!("{root_ds} is already mounted on {}", dir.display()));
+    } else {
+        run_tool(zfs, &["mount".as_ref(), root_ds.as_ref()])?;
+    }
     run_tool(zfs, &["mount".as_ref(), "-a".as_ref()])?;
     ctx.debug(format!(
-        "imported {pool} at {}, root dataset {root_ds}",
+        "imported {name} at {}, root dataset {root_ds}",
         dir.display()
     ));
     Ok(())
+}
+
+/// `a` and `b` name the same directory (`b` canonical).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b || std::fs::canonicalize(a).is_ok_and(|c| c == b)
+}
+
+/// An encryption root whose key is not loaded, and where zfs looks for it.
+struct Locked {
+    root: String,
+    /// `prompt`, `file:///…`, `https://…`
+    keylocation: String,
+}
+
+/// The encryption roots of `pool` whose keys are not loaded, in `zfs get`'s order.
+fn locked_roots(pool: &Pool) -> Result<Vec<Locked>> {
+    let args: [&OsStr; 10] = [
+        "get".as_ref(),
+        "-H".as_ref(),
+        "-p".as_ref(),
+        "-o".as_ref(),
+        "name,property,value".as_ref(),
+        "-r".as_ref(),
+        "-t".as_ref(),
+        "filesystem".as_ref(),
+        "keystatus,encryptionroot,keylocation".as_ref(),
+        pool.name.as_ref(),
+    ];
+    let out = run_for_output(&pool.zfs, &args)?;
+    if !out.status.success() {
+        return Err(tool_failed(
+            &pool.zfs,
+            &args,
+            out.status,
+            &String::from_utf8_lossy(&out.stderr),
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    // name → (keystatus, encryptionroot, keylocation), in the order zfs lists them.
+    let mut props: Vec<(&str, [&str; 3])> = Vec::new();
+    for l in text.lines() {
+        let mut f = l.splitn(3, '\t');
+        let (Some(name), Some(prop), Some(value)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let i = match prop {
+            "keystatus" => 0,
+            "encryptionroot" => 1,
+            "keylocation" => 2,
+            _ => continue,
+        };
+        match props.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => v[i] = value,
+            None => {
+                let mut v = ["-"; 3];
+                v[i] = value;
+                props.push((name, v));
+            }
+        }
+    }
+    let mut locked: Vec<Locked> = Vec::new();
+    for (name, [keystatus, encroot, _]) in &props {
+        if *keystatus != "unavailable" {
+            continue;
+        }
+        let root = if *encroot == "-" || encroot.is_empty() {
+            name
+        } else {
+            encroot
+        };
+        if locked.iter().any(|l| l.root == *root) {
+            continue;
+        }
+        let keylocation = props
+            .iter()
+            .find(|(n, _)| n == root)
+            .map_or("prompt", |(_, v)| v[2]);
+        locked.push(Locked {
+            root: root.to_string(),
+            keylocation: keylocation.to_string(),
+        });
+    }
+    Ok(locked)
+}
+
+/// Loads the key of every encryption root that needs one, before anything is mounted: from
+/// `--key-file`, else from where zfs keeps it, else typed at the terminal.
+fn load_keys(ctx: &Ctx, pool: &Pool) -> Result<()> {
+    let locked = locked_roots(pool)?;
+    if locked.is_empty() {
+        return Ok(());
+    }
+    let prompt: Vec<&str> = locked
+        .iter()
+        .filter(|l| l.keylocation == "prompt")
+        .map(|l| l.root.as_str())
+        .collect();
+    // Refused before the first key is tried: nothing is half done.
+    if pool.key_file.is_none() && !prompt.is_empty() && !std::io::stdin().is_terminal() {
+        let msg = match prompt.as_slice() {
+            [one] => format!("{one} is encrypted and its key is not loaded"),
+            many => format!(
+                "{} are encrypted and their keys are not loaded",
+                many.join(", ")
+            ),
+        };
+        return Err(Error::missing(msg).hint(
+            "give the passphrase file with --key-file FILE, or run from a terminal to type it",
+        ));
+    }
+    for l in &locked {
+        let root = l.root.as_str();
+        let zfs = pool.zfs.as_path();
+        if let Some(file) = &pool.key_file {
+            let url = format!("file://{}", file.display());
+            let args: [&OsStr; 4] = [
+                "load-key".as_ref(),
+                "-L".as_ref(),
+                url.as_ref(),
+                root.as_ref(),
+            ];
+            let (status, stderr) = run_capturing_stderr(zfs, &args)?;
+            if !status.success() {
+                return Err(key_refused(root, status, Some(&stderr)).hint(format!(
+                    "check that {} holds the passphrase (or key) of {root}",
+                    file.display()
+                )));
+            }
+        } else if l.keylocation == "prompt" {
+            // zfs asks on the terminal (and asks again after a typo) and says why it refuses.
+            ctx.debug(format!("{root} is encrypted: zfs load-key {root}"));
+            let status = std::process::Command::new(zfs)
+                .args(["load-key", root])
+                .status()
+                .map_err(|e| Error::io(e, zfs.display()))?;
+            if !status.success() {
+                return Err(key_refused(root, status, None).hint(
+                    "run it again to retype the passphrase, or give it with --key-file FILE",
+                ));
+            }
+        } else {
+            let args: [&OsStr; 2] = ["load-key".as_ref(), root.as_ref()];
+            let (status, stderr) = run_capturing_stderr(zfs, &args)?;
+            if !status.success() {
+                return Err(key_refused(root, status, Some(&stderr)).hint(format!(
+                    "{root} reads its key from {}: give it with --key-file FILE",
+                    l.keylocation
+                )));
+            }
+        }
+        ctx.debug(format!("loaded the key for {root}"));
+    }
+    Ok(())
+}
+
+/// `zfs load-key` failed for `root`; `stderr` is what it said, when captured (else the person
+/// saw it already).
+fn key_refused(root: &str, status: ExitStatus, stderr: Option<&str>) -> Error {
+    if status.signal().is_some() {
+        return Error::new(
+            Kind::Interrupted,
+            format!("interrupted while loading the key for {root}"),
+        );
+    }
+    let msg = match stderr
+        .filter(|s| !s.contains("Incorrect key"))
+        .and_then(said)
+    {
+        Some(words) => format!("the key for {root} was refused{words}"),
+        None => format!("the key for {root} was refused: wrong passphrase?"),
+    };
+    Error::new(Kind::Failed, msg)
 }
 
 fn mount_boot(

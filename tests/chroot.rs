@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{in_mount_ns, rtool, Cmd, Done, Stubs};
 
@@ -380,64 +380,420 @@ fn refuses_a_non_directory_and_a_non_root_user() {
         .stderr_has("must be run as root");
 }
 
-#[test]
-fn zpool_import_always_with_altroot_then_root_dataset_then_export() {
-    let s = Scratch::new();
+/// A chroot directory `d` holding a static busybox `true`: enough to enter, for the tests
+/// whose pool is stubbed (nothing gets mounted on `d` itself).
+fn stub_chroot(s: &Scratch) -> PathBuf {
     let d = s.path().join("d");
     for sub in ["bin", "proc", "sys", "dev", "run", "tmp"] {
         std::fs::create_dir_all(d.join(sub)).expect("mkdir");
     }
     std::fs::copy("/bin/busybox", d.join("bin/busybox")).expect("copy busybox");
     std::os::unix::fs::symlink("busybox", d.join("bin/true")).expect("link");
+    d
+}
+
+/// zpool and zfs stand-ins for the pool `tank` (tank/ROOT/arch mounted at /, tank/home),
+/// printing what the real tools print with -H. The environment steers them:
+/// - `IMPORTED`: the altroot of an import already there (`-` for none); unset, not imported;
+/// - `IMPORT_ERR`: what a failing `zpool import` says (one with -f succeeds);
+/// - `ENCRYPTED`: tank/ROOT is an encryption root (keylocation=prompt) whose key is not
+///   loaded; `zfs load-key` takes `secret`, from `-L file://F` or typed on stdin.
+fn pool_stubs() -> Stubs {
     let stubs = Stubs::new();
-    stubs.add("zpool", 0).add_script(
-        "zfs",
-        r#"if [ "$1" = list ]; then
-  printf 'tank\tnone\ton\ntank/ROOT\tnone\toff\ntank/ROOT/arch\t%s\tnoauto\ntank/home\t%s/home\ton\n' "$ALTROOT" "$ALTROOT"
-fi"#,
-    );
+    stubs
+        .add_script(
+            "zpool",
+            r#"case "$1" in
+list)
+  if [ -z "${IMPORTED:-}" ]; then echo "cannot open '$5': no such pool" >&2; exit 1; fi
+  printf '%s\t%s\n' "$5" "$IMPORTED" ;;
+import)
+  [ "$2" = -f ] && exit 0
+  if [ -n "${IMPORT_ERR:-}" ]; then printf '%s\n' "$IMPORT_ERR" >&2; exit 1; fi ;;
+esac"#,
+        )
+        .add_script(
+            "zfs",
+            r#"case "$1" in
+get)
+  for ds in tank tank/ROOT tank/ROOT/arch tank/home; do
+    ks=-; er=-; kl=none
+    case "$ds" in
+    tank/ROOT*) if [ -n "${ENCRYPTED:-}" ]; then
+        ks=unavailable; er=tank/ROOT; [ "$ds" = tank/ROOT ] && kl=prompt
+      fi ;;
+    esac
+    printf '%s\tkeystatus\t%s\n%s\tencryptionroot\t%s\n%s\tkeylocation\t%s\n' \
+      "$ds" "$ks" "$ds" "$er" "$ds" "$kl"
+  done ;;
+list)
+  printf 'tank\tnone\ton\ntank/ROOT\tnone\toff\ntank/ROOT/arch\t%s\tnoauto\ntank/home\t%s/home\ton\n' "$ALTROOT" "$ALTROOT" ;;
+load-key)
+  if [ "$2" = -L ]; then key=$(cat "${3#file://}"); ds=$4
+  else printf "Enter passphrase for '%s': " "$2"; read -r key; ds=$2
+  fi
+  if [ "$key" != secret ]; then
+    echo "Key load error: Incorrect key provided for '$ds'." >&2; exit 255
+  fi ;;
+esac"#,
+        );
+    stubs
+}
+
+/// `rtool chroot ARGS "$D" -- /bin/true` from the scratch directory, with `pool_stubs` first
+/// on PATH, in a private mount namespace: its exit status and output.
+fn run_pool(stubs: &Stubs, d: &Path, args: &str, env: &[(&str, &OsStr)]) -> (i32, Done) {
     let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", stubs.path().display());
+    let mut vars: Vec<(&str, &OsStr)> = vec![
+        ("D", d.as_os_str()),
+        ("ALTROOT", d.as_os_str()),
+        ("PATH", OsStr::new(&path)),
+    ];
+    vars.extend_from_slice(env);
     let out = in_mount_ns(
-        r#"$RTOOL chroot --zpool tank "$D" -- /bin/true"#,
-        &[
-            ("D", d.as_os_str()),
-            ("ALTROOT", d.as_os_str()),
-            ("PATH", OsStr::new(&path)),
-        ],
-    )
-    .success();
-    s.assert_no_mounts();
-    let dd = d.display();
-    assert_eq!(
-        stubs.calls(),
-        [
-            format!("zpool import -N -R {dd} tank"),
-            "zfs list -H -o name,mountpoint,canmount -r tank".to_string(),
-            "zfs mount tank/ROOT/arch".to_string(),
-            "zfs mount -a".to_string(),
-            "zpool export tank".to_string(),
-        ],
-        "{}",
-        out.stderr()
+        &format!(
+            r#"cd "$D/.."
+st=0; $RTOOL chroot {args} "$D" -- /bin/true || st=$?
+echo "status=$st""#
+        ),
+        &vars,
     );
+    let status = out
+        .stdout()
+        .lines()
+        .find_map(|l| l.strip_prefix("status=")?.parse().ok())
+        .unwrap_or_else(|| panic!("no status:\n{}\n{}", out.stdout(), out.stderr()));
+    (status, out)
+}
+
+/// The stubbed calls of a pool that is entered: from its keys to the export.
+fn pool_enter_calls(load_key: Option<String>) -> Vec<String> {
+    let mut v = vec![POOL_KEYS.to_string()];
+    v.extend(load_key);
+    v.extend([
+        "zfs list -H -o name,mountpoint,canmount -r tank".to_string(),
+        "zfs mount tank/ROOT/arch".to_string(),
+        "zfs mount -a".to_string(),
+        "zpool export tank".to_string(),
+    ]);
+    v
+}
+
+const POOL_LIST: &str = "zpool list -H -o name,altroot tank";
+const POOL_KEYS: &str =
+    "zfs get -H -p -o name,property,value -r -t filesystem keystatus,encryptionroot,keylocation tank";
+
+#[test]
+fn zpool_import_always_with_altroot_then_root_dataset_then_export() {
+    let s = Scratch::new();
+    let d = stub_chroot(&s);
+    let stubs = pool_stubs();
+    let (st, out) = run_pool(&stubs, &d, "--zpool tank", &[]);
+    s.assert_no_mounts();
+    assert_eq!(st, 0, "{}", out.stderr());
+    let mut want = vec![
+        POOL_LIST.to_string(),
+        format!("zpool import -N -R {} tank", d.display()),
+    ];
+    want.extend(pool_enter_calls(None));
+    assert_eq!(stubs.calls(), want, "{}", out.stderr());
 
     // --keep leaves the pool imported.
     std::fs::remove_file(stubs.log_path()).expect("rm log");
-    in_mount_ns(
-        r#"$RTOOL chroot --keep --zpool tank "$D" -- /bin/true"#,
-        &[
-            ("D", d.as_os_str()),
-            ("ALTROOT", d.as_os_str()),
-            ("PATH", OsStr::new(&path)),
-        ],
-    )
-    .success()
-    .stderr_has("kept: ");
+    let (st, out) = run_pool(&stubs, &d, "--keep --zpool tank", &[]);
+    assert_eq!(st, 0, "{}", out.stderr());
+    assert!(out.stderr().contains("kept: "), "{}", out.stderr());
     assert!(
         !stubs.calls().iter().any(|c| c.contains("export")),
         "{:?}",
         stubs.calls()
     );
+}
+
+/// A session killed with SIGKILL leaves the pool imported at DIR with nothing mounted: the
+/// next one uses it without importing, and exports it on the way out.
+#[test]
+fn a_pool_left_imported_at_dir_is_used_and_exported() {
+    let s = Scratch::new();
+    let d = stub_chroot(&s);
+    let stubs = pool_stubs();
+    let (st, out) = run_pool(&stubs, &d, "--zpool tank", &[("IMPORTED", d.as_os_str())]);
+    s.assert_no_mounts();
+    assert_eq!(st, 0, "{}", out.stderr());
+    let mut want = vec![POOL_LIST.to_string()];
+    want.extend(pool_enter_calls(None));
+    assert_eq!(stubs.calls(), want, "{}", out.stderr());
+    let note = format!(
+        "tank is already imported with altroot {} (left by an interrupted session?): using it",
+        d.display()
+    );
+    assert!(out.stderr().contains(&note), "{}", out.stderr());
+}
+
+/// Imported somewhere else, or with no altroot at all: refused, and left exactly as it was.
+#[test]
+fn a_pool_imported_elsewhere_is_refused_untouched() {
+    let s = Scratch::new();
+    let d = stub_chroot(&s);
+    for (imported, said) in [
+        ("/elsewhere", "(altroot /elsewhere)"),
+        ("-", "(no altroot)"),
+    ] {
+        let stubs = pool_stubs();
+        let (st, out) = run_pool(
+            &stubs,
+            &d,
+            "--zpool tank",
+            &[("IMPORTED", OsStr::new(imported))],
+        );
+        s.assert_no_mounts();
+        let err = out.stderr();
+        assert_eq!(st, 4, "{err}");
+        assert_eq!(stubs.calls(), [POOL_LIST], "{err}");
+        assert!(
+            err.contains(&format!("tank is already imported {said}")),
+            "{err}"
+        );
+        assert!(err.contains("`zpool export tank` first"), "{err}");
+    }
+}
+
+/// Native encryption with --key-file: the key goes to `zfs load-key -L file://ABSOLUTE` for
+/// the encryption root, before any dataset is mounted.
+#[test]
+fn encrypted_pool_with_a_key_file_loads_it_before_mounting() {
+    let s = Scratch::new();
+    let d = stub_chroot(&s);
+    std::fs::write(s.path().join("key"), "secret\n").expect("key");
+    let key = std::fs::canonicalize(s.path().join("key")).expect("canonical key");
+    let stubs = pool_stubs();
+    // A relative FILE (run_pool starts in the scratch directory) becomes absolute for zfs.
+    let (st, out) = run_pool(
+        &stubs,
+        &d,
+        "--zpool tank --key-file key",
+        &[("ENCRYPTED", OsStr::new("1"))],
+    );
+    s.assert_no_mounts();
+    assert_eq!(st, 0, "{}", out.stderr());
+    let mut want = vec![
+        POOL_LIST.to_string(),
+        format!("zpool import -N -R {} tank", d.display()),
+    ];
+    want.extend(pool_enter_calls(Some(format!(
+        "zfs load-key -L file://{} tank/ROOT",
+        key.display()
+    ))));
+    assert_eq!(stubs.calls(), want, "{}", out.stderr());
+}
+
+/// No key file and no terminal to type the passphrase on: refused before anything is
+/// mounted, naming the encryption root; the pool rtool imported is exported again.
+#[test]
+fn encrypted_pool_without_a_key_or_a_terminal_is_refused_before_mounting() {
+    let s = Scratch::new();
+    let d = stub_chroot(&s);
+    let stubs = pool_stubs();
+    let (st, out) = run_pool(
+        &stubs,
+        &d,
+        "--zpool tank",
+        &[("ENCRYPTED", OsStr::new("1"))],
+    );
+    s.assert_no_mounts();
+    let err = out.stderr();
+    assert_eq!(st, 7, "{err}");
+    assert_eq!(
+        stubs.calls(),
+        [
+            POOL_LIST.to_string(),
+            format!("zpool import -N -R {} tank", d.display()),
+            POOL_KEYS.to_string(),
+            "zpool export tank".to_string(),
+        ],
+        "{err}"
+    );
+    assert!(
+        err.contains("tank/ROOT is encrypted and its key is not loaded"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--key-file FILE") && err.contains("terminal"),
+        "{err}"
+    );
+}
+
+/// No key file, but a terminal: `zfs load-key ROOT` runs on it and asks for the passphrase;
+/// a wrong one is refused naming the dataset, before anything is mounted.
+#[test]
+fn encrypted_pool_asks_for_the_passphrase_on_the_terminal() {
+    assert!(
+        common::which("script").is_some(),
+        "needs script(1) for a terminal (apt-get install bsdutils)"
+    );
+    let s = Scratch::new();
+    let d = stub_chroot(&s);
+    for (typed, status) in [("secret", 0), ("guess", 8)] {
+        let stubs = pool_stubs();
+        let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", stubs.path().display());
+        let out = in_mount_ns(
+            r#"printf '%s\n' "$TYPED" |
+  script -qec '$RTOOL chroot --zpool tank "$D" -- /bin/true; echo "status=$?"' /dev/null"#,
+            &[
+                ("D", d.as_os_str()),
+                ("ALTROOT", d.as_os_str()),
+                ("PATH", OsStr::new(&path)),
+                ("ENCRYPTED", OsStr::new("1")),
+                ("TYPED", OsStr::new(typed)),
+            ],
+        )
+        .success();
+        s.assert_no_mounts();
+        // script(1) puts everything on its terminal: stdout.
+        let said = out.stdout();
+        assert!(
+            said.contains(&format!("status={status}")),
+            "{typed}: {said}"
+        );
+        assert!(said.contains("Enter passphrase for 'tank/ROOT'"), "{said}");
+        let mut want = vec![
+            POOL_LIST.to_string(),
+            format!("zpool import -N -R {} tank", d.display()),
+        ];
+        if status == 0 {
+            want.extend(pool_enter_calls(Some("zfs load-key tank/ROOT".to_string())));
+        } else {
+            want.extend([
+                POOL_KEYS.to_string(),
+                "zfs load-key tank/ROOT".to_string(),
+                "zpool export tank".to_string(),
+            ]);
+            assert!(
+                said.contains("the key for tank/ROOT was refused: wrong passphrase?"),
+                "{said}"
+            );
+        }
+        assert_eq!(stubs.calls(), want, "{said}");
+    }
+}
+
+/// A key zfs refuses: the error names the dataset; nothing is mounted, the pool exported.
+#[test]
+fn a_wrong_passphrase_names_the_dataset() {
+    let s = Scratch::new();
+    let d = stub_chroot(&s);
+    std::fs::write(s.path().join("key"), "guess\n").expect("key");
+    let key = std::fs::canonicalize(s.path().join("key")).expect("canonical key");
+    let stubs = pool_stubs();
+    let (st, out) = run_pool(
+        &stubs,
+        &d,
+        "--zpool tank --key-file key",
+        &[("ENCRYPTED", OsStr::new("1"))],
+    );
+    s.assert_no_mounts();
+    let err = out.stderr();
+    assert_eq!(st, 8, "{err}");
+    assert!(
+        err.contains("the key for tank/ROOT was refused: wrong passphrase?"),
+        "{err}"
+    );
+    assert!(err.contains(&key.display().to_string()), "{err}");
+    let calls = stubs.calls();
+    assert_eq!(
+        calls[2..],
+        [
+            POOL_KEYS.to_string(),
+            format!("zfs load-key -L file://{} tank/ROOT", key.display()),
+            "zpool export tank".to_string(),
+        ],
+        "{err}"
+    );
+}
+
+/// zpool's own words when the import fails, and the way on: --force-import for a pool the
+/// crashed system never exported (passed on as -f), the module for a pool not found.
+#[test]
+fn a_failed_import_says_why_and_force_import_passes_f() {
+    let s = Scratch::new();
+    let d = stub_chroot(&s);
+    let in_use = "cannot import 'tank': pool was previously in use from another system.
+Last accessed by archiso (hostid=8d5c3a21) at Sat Dec  5 20:12:01 2026
+The pool can be imported, use 'zpool import -f' to import the pool.";
+    let stubs = pool_stubs();
+    let env: [(&str, &OsStr); 1] = [("IMPORT_ERR", OsStr::new(in_use))];
+    let (st, out) = run_pool(&stubs, &d, "--zpool tank", &env);
+    s.assert_no_mounts();
+    let err = out.stderr();
+    assert_eq!(st, 8, "{err}");
+    let import = format!("zpool import -N -R {} tank", d.display());
+    assert_eq!(stubs.calls(), [POOL_LIST, import.as_str()], "{err}");
+    assert!(
+        err.contains("pool was previously in use from another system")
+            && err.contains("Last accessed by archiso"),
+        "zpool's words are missing:\n{err}"
+    );
+    assert!(
+        err.contains("--force-import") && err.contains("crash"),
+        "{err}"
+    );
+
+    std::fs::remove_file(stubs.log_path()).expect("rm log");
+    let (st, out) = run_pool(&stubs, &d, "--zpool tank --force-import", &env);
+    s.assert_no_mounts();
+    assert_eq!(st, 0, "{}", out.stderr());
+    let mut want = vec![
+        POOL_LIST.to_string(),
+        format!("zpool import -f -N -R {} tank", d.display()),
+    ];
+    want.extend(pool_enter_calls(None));
+    assert_eq!(stubs.calls(), want, "{}", out.stderr());
+
+    let stubs = pool_stubs();
+    let (st, out) = run_pool(
+        &stubs,
+        &d,
+        "--zpool tank",
+        &[(
+            "IMPORT_ERR",
+            OsStr::new("cannot import 'tank': no such pool available"),
+        )],
+    );
+    let err = out.stderr();
+    assert_eq!(st, 8, "{err}");
+    assert!(
+        err.contains("failed: cannot import 'tank': no such pool available"),
+        "{err}"
+    );
+    assert!(
+        err.contains("modprobe zfs") && err.contains("`zpool import` lists tank"),
+        "{err}"
+    );
+}
+
+/// The ZFS options are checked before anything runs.
+#[test]
+fn zpool_options_are_checked_first() {
+    let s = Scratch::new();
+    let d = stub_chroot(&s);
+    let stubs = pool_stubs();
+    for (args, code, said) in [
+        ("--key-file /etc/hostname", 2, "--luks"),
+        ("--force-import", 2, "--zpool"),
+        ("--zpool tank/ROOT", 2, "not a dataset"),
+        ("--zpool=-f", 2, "begins with a letter"),
+        (
+            "--zpool tank --key-file /nonexistent/key",
+            7,
+            "/nonexistent/key",
+        ),
+        ("--zpool tank --key-file /", 2, "is a directory"),
+    ] {
+        let (st, out) = run_pool(&stubs, &d, args, &[]);
+        assert_eq!(st, code, "{args}: {}", out.stderr());
+        assert!(out.stderr().contains(said), "{args}: {}", out.stderr());
+    }
+    assert_eq!(stubs.calls(), Vec::<String>::new());
 }
 
 #[test]
