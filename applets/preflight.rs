@@ -104,7 +104,11 @@ pub fn run(ctx: &Ctx, _m: &ArgMatches) -> Result<u8> {
 
     let ks = kernels(&boot);
     let zfs_root = root_on_zfs(ctx);
-    let (dkms_rows, _) = dkms_build::status(&ctx.root).unwrap_or_default();
+    let (dkms_rows, dkms_warnings) = dkms_build::status(&ctx.root).unwrap_or_default();
+    // A module source that cannot be read leaves its kernels unchecked: say so.
+    for w in dkms_warnings {
+        findings.push(Finding::new("dkms", Status::Warn, w).next("`rtool dkms status` says more"));
+    }
     if ks.is_empty() {
         findings.push(Finding::new("kernels", Status::Fail, format!("no kernel (vmlinuz-*) in {}", boot.display())).next("reinstall the kernel package with /boot mounted"));
     }
