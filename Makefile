@@ -7,7 +7,7 @@ DESTDIR     ?=
 CARGO       ?= cargo
 SIZE_BUDGET := 4194304
 
-.PHONY: all static toolchain test test-deps lint unit install size bench clean
+.PHONY: all static toolchain test test-deps lint unit install size bench demo clean
 
 all: static
 	$(BIN) doctor
@@ -30,6 +30,13 @@ lint:
 # The integration tests run the static release binary, the one that ships.
 test: test-deps static lint
 	RTOOL_BIN=$(CURDIR)/$(BIN) $(CARGO) test --locked
+
+# The incident's rescue on a real ZFS pool in the test VM (tests/zfs_vm.rs), each command and
+# its output as they appear on the console; the transcript stays in demo-transcript.txt.
+demo: test-deps static
+	RTOOL_BIN=$(CURDIR)/$(BIN) RTOOL_DEMO_TRANSCRIPT=$(CURDIR)/demo-transcript.txt \
+		$(CARGO) test --locked --test zfs_vm -- --test-threads=1 chroot_imports_with_altroot
+	@cat demo-transcript.txt
 
 install: static
 	install -d $(DESTDIR)$(PREFIX)/bin

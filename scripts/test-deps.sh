@@ -41,6 +41,8 @@ e2fsprogs:chattr
 busybox-static:/bin/busybox
 arch-install-scripts:arch-chroot
 dosfstools:mkfs.vfat
+fdisk:sfdisk
+binutils:strip
 cryptsetup:cryptsetup
 qemu-system-x86:qemu-system-x86_64
 openssh-client:ssh-keygen

@@ -64,6 +64,11 @@ impl Vm {
     /// Boots with `scenario` (busybox sh, using `case_ NAME CMD...`), `files` added to the
     /// initramfs and `cmdline` appended to the kernel command line; returns the console output.
     pub fn run(&self, scenario: &str, files: Files, cmdline: &str) -> Console {
+        self.run_with(scenario, files, cmdline, &Opts::default())
+    }
+
+    /// [`Vm::run`] with disks and more memory.
+    pub fn run_with(&self, scenario: &str, files: Files, cmdline: &str, opts: &Opts) -> Console {
         let work = tempfile::tempdir().expect("tempdir");
         let root = work.path().join("root");
         let st = Command::new("cp")
@@ -76,6 +81,17 @@ impl Vm {
         fs::copy(bin(), root.join("bin/rtool")).expect("copying rtool");
         write(&root, "init", INIT.as_bytes(), 0o755);
         write(&root, "scenario.sh", scenario.as_bytes(), 0o644);
+        for (src, inside) in &opts.trees {
+            let dst = root.join(inside.trim_start_matches('/'));
+            fs::create_dir_all(&dst).expect("mkdir");
+            let st = Command::new("cp")
+                .arg("-a")
+                .arg(src.join("."))
+                .arg(&dst)
+                .status()
+                .expect("cp");
+            assert!(st.success(), "copying {} into the VM", src.display());
+        }
         for (p, data) in files {
             write(&root, p, data, 0o755);
         }
@@ -89,19 +105,27 @@ impl Vm {
             .status()
             .expect("cpio");
         assert!(st.success(), "making the initramfs failed");
-        let out = Command::new("timeout")
-            .args([
-                "600",
-                "qemu-system-x86_64",
-                "-m",
-                "768",
-                "-smp",
-                "1",
-                "-nographic",
-                "-no-reboot",
-                "-nic",
-                "none",
-            ])
+        let mut qemu = Command::new("timeout");
+        qemu.arg(opts.timeout_s.unwrap_or(600).to_string()).args([
+            "qemu-system-x86_64",
+            "-m",
+            &opts.memory_mb.unwrap_or(768).to_string(),
+            "-smp",
+            "1",
+            "-nographic",
+            "-no-reboot",
+            "-nic",
+            "none",
+        ]);
+        for d in &opts.disks {
+            // snapshot=on: writes go to a temporary overlay; the image itself stays as it was.
+            qemu.arg("-drive").arg(format!(
+                "file={},if=virtio,format=raw,snapshot={}",
+                d.path.display(),
+                if d.snapshot { "on" } else { "off" }
+            ));
+        }
+        let out = qemu
             .arg("-kernel")
             .arg(self.dir.join("vmlinuz"))
             .arg("-initrd")
@@ -132,6 +156,23 @@ fn write(root: &Path, p: &str, data: &[u8], mode: u32) {
     fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
     fs::write(&f, data).expect("write");
     fs::set_permissions(&f, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A disk image given to the VM as a virtio disk (`/dev/vda`, `/dev/vdb`, … in order).
+pub struct Disk {
+    pub path: PathBuf,
+    /// Keep the image unchanged: the VM's writes are discarded when it stops.
+    pub snapshot: bool,
+}
+
+/// What a VM gets besides its scenario.
+#[derive(Default)]
+pub struct Opts {
+    pub disks: Vec<Disk>,
+    pub memory_mb: Option<u32>,
+    /// Directory trees copied into the initramfs: (tree on the host, where inside).
+    pub trees: Vec<(PathBuf, String)>,
+    pub timeout_s: Option<u32>,
 }
 
 /// The serial console's text.
