@@ -383,8 +383,18 @@ fn command_line(program: &Path, args: &[&OsStr]) -> String {
 /// Runs `program` with no input and its stderr captured (stdout stays ours); returns the
 /// status and what it said on stderr.
 fn run_capturing_stderr(program: &Path, args: &[&OsStr]) -> Result<(ExitStatus, String)> {
+    run_capturing_stderr_env(program, args, &[])
+}
+
+/// [`run_capturing_stderr`] with variables added to the environment.
+fn run_capturing_stderr_env(
+    program: &Path,
+    args: &[&OsStr],
+    env: &[(&str, &str)],
+) -> Result<(ExitStatus, String)> {
     let out = std::process::Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped())
@@ -463,7 +473,17 @@ fn import(pool: &Pool, dir: &Path) -> Result<()> {
         dir.as_os_str(),
         pool.name.as_ref(),
     ]);
-    let (status, stderr) = run_capturing_stderr(&pool.zpool, &args)?;
+    // zpool waits up to 30 s per disk for udev to settle its links; with no udev running (a
+    // bare initramfs or busybox rescue system) that wait is for nothing, as initramfs
+    // scripts know (ZPOOL_IMPORT_UDEV_TIMEOUT_MS=0).
+    let no_udev = !Path::new("/run/udev/control").exists()
+        && std::env::var_os("ZPOOL_IMPORT_UDEV_TIMEOUT_MS").is_none();
+    let env: &[(&str, &str)] = if no_udev {
+        &[("ZPOOL_IMPORT_UDEV_TIMEOUT_MS", "0")]
+    } else {
+        &[]
+    };
+    let (status, stderr) = run_capturing_stderr_env(&pool.zpool, &args, env)?;
     if status.success() {
         // Warnings (an unsupported feature, a degraded vdev) still reach the person.
         let _ = std::io::stderr().write_all(stderr.as_bytes());

@@ -418,7 +418,7 @@ mkfs.vfat -F 32 -i 1234ABCD -n ESP --offset "$start" "$1" $((64 * 1024)) >/dev/n
 /// before running it, so the console reads as a session; its output lies between markers.
 const RESCUE: &str = r#"
 export PATH=/usr/sbin:/usr/bin:/bin
-say() { n=$1; shift; echo "@@ BEGIN $n"; echo "[root@archiso ~]# $*"; "$@" 2>&1; echo "@@ END $n rc=$?"; }
+say() { n=$1; shift; echo "@@ BEGIN $n"; echo "[root@archiso ~]# $*"; "$@" 2>&1; echo "@@ END $n rc=$?"; echo "@@ TIME $n $(cut -d' ' -f1 /proc/uptime)"; }
 mkdir -p /mnt /p /root
 for m in virtio_pci virtio_blk vfat nls_cp437 nls_ascii nls_utf8; do rtool modprobe -q $m || echo "modprobe $m failed"; done
 i=0; while [ ! -b /dev/vdb1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
@@ -426,12 +426,13 @@ say modprobe rtool modprobe -v zfs
 case_ loaded sh -c 'grep -oE "^(spl|zfs) " /proc/modules | sort | tr "\n" " "'
 # The current rtool and the host's finished OpenZFS build go into the target, with the real
 # tools (rtool's own chroot keeps its mounts in a private namespace).
-case_ prep sh -ec 'zpool import -N -R /p zroot; zfs mount zroot/ROOT/arch
+case_ prep sh -ec 'ZPOOL_IMPORT_UDEV_TIMEOUT_MS=0 zpool import -N -R /p zroot; zfs mount zroot/ROOT/arch
   cp /bin/rtool /p/usr/local/bin/rtool; cp /rescue.sh /p/root/rescue.sh
   mkdir -p /p/var/tmp/rtool-dkms; cp -a /hostbuild/. /p/var/tmp/rtool-dkms/
   zpool export zroot'
 say rescue rtool chroot --zpool zroot --mount-boot /mnt -- /bin/sh /root/rescue.sh
-say exported sh -c 'zpool list; echo "mounts under /mnt: $(grep -c " /mnt" /proc/mounts)"'
+say exported zpool list
+case_ exported-mounts sh -c 'echo "mounts under /mnt: $(grep -c " /mnt" /proc/mounts)"'
 say again rtool chroot --zpool zroot /mnt -- /bin/cat /etc/hostname
 # Killed: rtool, then the command inside; the pool stays imported, nothing stays mounted.
 case_ kill sh -c '
@@ -454,7 +455,7 @@ say crypt-exported zpool list
 /// Run inside the target by `rtool chroot`.
 const INSIDE: &str = r#"
 export PATH=/usr/local/bin:/usr/bin
-say() { n=$1; shift; echo "@@ BEGIN $n"; echo "[root@archiso /]# $*"; "$@" 2>&1; echo "@@ END $n rc=$?"; }
+say() { n=$1; shift; echo "@@ BEGIN $n"; echo "[root@archiso /]# $*"; "$@" 2>&1; echo "@@ END $n rc=$?"; echo "@@ TIME $n $(cut -d' ' -f1 /proc/uptime)"; }
 say boot ls /boot
 say altroot zpool get -H -o value altroot zroot
 say mounts grep -E " (/|/home|/boot) " /proc/mounts
@@ -538,6 +539,8 @@ fn transcript(console: &str) -> String {
                 out.push('\n');
             }
             open.pop();
+        } else if l.starts_with("@@ ") {
+            // the scenario's own lines (times)
         } else if open.last().copied().unwrap_or(false) {
             out.push_str(l);
             out.push('\n');
@@ -608,10 +611,17 @@ fn preflight_fails_without_zfs_then_passes_after_rtool_dkms_build() {
 fn the_pool_is_exported_and_nothing_stays_mounted() {
     let e = case("exported");
     assert!(e.out.contains("no pools available"), "{e:?}");
-    assert!(e.out.contains("mounts under /mnt: 0"), "{e:?}");
+    let m = case("exported-mounts");
+    assert!(m.out.contains("mounts under /mnt: 0"), "{m:?}");
     let again = case("again");
     assert_eq!(again.rc, 0, "{again:?}");
     assert!(again.out.contains("archzfs"), "{again:?}");
+    // No udev runs here: zpool's 30-second wait for udev per disk must be off.
+    let took = rescue().elapsed("again");
+    assert!(
+        took < 25.0,
+        "the second entry took {took} s: waiting for udev?"
+    );
 }
 
 #[test]
@@ -660,7 +670,7 @@ fn an_encrypted_pool_needs_its_key_and_says_so() {
 fn the_transcript_shows_what_a_person_typed_and_saw() {
     let console = "boot noise @@ VM UP 6.1\n@@ BEGIN a\n[root@archiso ~]# rtool x\nout a\n@@ END a rc=0\n\
                    @@ BEGIN hidden\nspl zfs @@ END hidden rc=0\n@@ BEGIN b\n[root@archiso ~]# rtool chroot\n\
-                   @@ BEGIN c\n[root@archiso /]# ls\nno newline@@ END c rc=0\nafter c\n@@ END b rc=0\n";
+                   @@ BEGIN c\n[root@archiso /]# ls\nno newline@@ END c rc=0\n@@ TIME c 1.5\nafter c\n@@ END b rc=0\n";
     assert_eq!(
         transcript(console),
         "[root@archiso ~]# rtool x\nout a\n[root@archiso ~]# rtool chroot\n[root@archiso /]# ls\nno newline\nafter c\n"

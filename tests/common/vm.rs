@@ -48,7 +48,7 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 # case NAME CMD...: runs CMD, its output between markers the test reads.
-case_() { n=$1; shift; echo "@@ BEGIN $n"; "$@" 2>&1; echo "@@ END $n rc=$?"; }
+case_() { n=$1; shift; echo "@@ BEGIN $n"; "$@" 2>&1; echo "@@ END $n rc=$?"; echo "@@ TIME $n $(cut -d" " -f1 /proc/uptime)"; }
 echo "@@ VM UP $(uname -r)"
 . /scenario.sh
 echo "@@ VM DONE"
@@ -186,6 +186,25 @@ pub struct Case {
 }
 
 impl Console {
+    /// Seconds between the end of the case before `name` and the end of `name` (the
+    /// `@@ TIME` lines the scenario's helpers print).
+    pub fn elapsed(&self, name: &str) -> f64 {
+        let times: Vec<(&str, f64)> = self
+            .0
+            .lines()
+            .filter_map(|l| {
+                let rest = &l[l.find("@@ TIME ")? + 8..];
+                let (n, t) = rest.rsplit_once(' ')?;
+                Some((n, t.trim().parse().ok()?))
+            })
+            .collect();
+        let i = times
+            .iter()
+            .position(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no time for {name}"));
+        times[i].1 - if i == 0 { 0.0 } else { times[i - 1].1 }
+    }
+
     pub fn case(&self, name: &str) -> Case {
         let begin = format!("@@ BEGIN {name}\n");
         let start = self
