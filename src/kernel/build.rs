@@ -340,6 +340,12 @@ pub fn build(
         log: log_path.clone(),
         step: step.to_string(),
     };
+    // A build script that is not there: logged, and the cause says so.
+    let not_found = |step: &str, value: &str, why: &str| {
+        let mut l = &log;
+        let _ = writeln!(l, "# {step}: {value}\n# {step} command not found: {why}");
+        failed(step, vec![format!("{step} command not found: {why}")])
+    };
     let mut steps: Vec<(&str, Vec<String>)> = Vec::new();
     // POST_BUILD is looked up when it runs, as dkms does: PRE_BUILD or make may make it.
     for (step, value) in [("PRE_BUILD", &src.conf.pre_build), ("MAKE", &Some(make))] {
@@ -353,14 +359,7 @@ pub fn build(
         }
         match script_argv(&build_dir, value) {
             Ok(argv) => steps.push((step, argv)),
-            Err(why) => {
-                let mut l = &log;
-                let _ = writeln!(l, "# {step}: {value}\n# {step} command not found: {why}");
-                return Ok(Err(failed(
-                    step,
-                    vec![format!("{step} command not found: {why}")],
-                )));
-            }
+            Err(why) => return Ok(Err(not_found(step, value, &why))),
         }
     }
     // One step, run without a shell from the build directory, its output in the log.
@@ -517,14 +516,7 @@ pub fn build(
         let step = "POST_BUILD";
         let argv = match script_argv(&build_dir, value) {
             Ok(argv) => argv,
-            Err(why) => {
-                let mut l = &log;
-                let _ = writeln!(l, "# {step}: {value}\n# {step} command not found: {why}");
-                return Ok(Err(failed(
-                    step,
-                    vec![format!("{step} command not found: {why}")],
-                )));
-            }
+            Err(why) => return Ok(Err(not_found(step, value, &why))),
         };
         let per_kernel = base.join(kver).join(&v.arch).join("log");
         fs::create_dir_all(&per_kernel).map_err(|e| Error::path(e, &per_kernel))?;
