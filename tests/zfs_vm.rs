@@ -443,6 +443,14 @@ case_ kill sh -c '
   zpool list -H -o name,altroot; echo "mounts under /mnt: $(grep -c " /mnt" /proc/mounts)"'
 say after-kill rtool chroot --zpool zroot /mnt -- /bin/cat /etc/hostname
 say after-kill-exported zpool list
+# Killed the other way round: the command, then rtool while it may be tearing down.
+case_ kill-child sh -c '
+  rtool chroot --zpool zroot /mnt -- /bin/sleep 600 & r=$!
+  i=0; until pidof sleep >/dev/null || [ $i -gt 300 ]; do sleep 0.1; i=$((i+1)); done
+  kill -9 $(pidof sleep); kill -9 $r; wait $r; sleep 1
+  echo "mounts under /mnt: $(grep -c " /mnt" /proc/mounts)"'
+say after-kill-child rtool chroot --zpool zroot /mnt -- /bin/cat /etc/hostname
+case_ after-kill-child-exported zpool list
 say crypt-nokey sh -c 'rtool chroot --zpool zcrypt /mnt -- /bin/cat /etc/hostname < /dev/null'
 say crypt-nokey-exported zpool list
 printf '%s' wrong-passphrase > /root/wrong.key
@@ -643,6 +651,13 @@ fn a_killed_chroot_leaves_the_pool_importable_with_a_clear_message() {
         "{:?}",
         case("after-kill-exported")
     );
+    let k = case("kill-child");
+    assert!(k.out.contains("mounts under /mnt: 0"), "{k:?}");
+    let a = case("after-kill-child");
+    assert_eq!(a.rc, 0, "{a:?}");
+    assert!(a.out.contains("archzfs"), "{a:?}");
+    let e = case("after-kill-child-exported");
+    assert!(e.out.contains("no pools available"), "{e:?}");
 }
 
 #[test]
