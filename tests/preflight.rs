@@ -235,3 +235,49 @@ fn the_release_is_read_from_a_real_kernel_image() {
     fs::write(&img, bytes).unwrap();
     assert_eq!(rtool::kernel::bzimage::release(&img).unwrap(), kver);
 }
+
+/// A kernel installed without `vmlinuz` in its modules directory (Debian's layout, or a
+/// kernel unpacked by hand) is still checked for its DKMS modules; a directory that only DKMS
+/// left behind (no `modules.builtin`) is not a kernel.
+#[test]
+fn dkms_modules_are_checked_for_a_kernel_without_vmlinuz_in_its_modules_dir() {
+    let r = FakeRoot::new();
+    r.write("/etc/fstab", "zroot/ROOT/default / zfs rw 0 0\n");
+    kernel(&r, "linux", "6.1.0-57-amd64");
+    r.write(
+        "/usr/lib/modules/6.1.0-57-amd64/modules.builtin",
+        "kernel/fs/ext4/ext4.ko\n",
+    );
+    r.write(
+        "/usr/lib/modules/6.0.0-1-amd64/updates/dkms/zfs.ko.zst",
+        "old",
+    );
+    initramfs(
+        &r.at("/boot/initramfs-linux.img"),
+        "6.1.0-57-amd64",
+        &["extra/zfs.ko.zst"],
+    );
+    r.write("/usr/src/zfs-2.1.11/dkms.conf", "PACKAGE_NAME=zfs\nPACKAGE_VERSION=2.1.11\nBUILT_MODULE_NAME[0]=zfs\nBUILT_MODULE_LOCATION[0]=module/zfs/\nDEST_MODULE_LOCATION[0]=/extra\nAUTOINSTALL=yes\n");
+    let h = host(r.path(), false);
+    let out = rtool(["preflight", "--root"])
+        .arg(r.path())
+        .host(h.path())
+        .run()
+        .status(1)
+        .stdout();
+    assert!(
+        out.contains("[FAIL] dkms: zfs/2.1.11 is not built for 6.1.0-57-amd64"),
+        "{out}"
+    );
+    assert!(!out.contains("6.0.0-1-amd64"), "{out}");
+    r.write(
+        "/usr/lib/modules/6.1.0-57-amd64/updates/dkms/zfs.ko.zst",
+        "zfs",
+    );
+    let out = rtool(["preflight", "--root"])
+        .arg(r.path())
+        .host(h.path())
+        .run()
+        .stdout();
+    assert!(!out.contains("[FAIL] dkms"), "{out}");
+}
