@@ -418,7 +418,7 @@ mkfs.vfat -F 32 -i 1234ABCD -n ESP --offset "$start" "$1" $((64 * 1024)) >/dev/n
 /// before running it, so the console reads as a session; its output lies between markers.
 const RESCUE: &str = r#"
 export PATH=/usr/sbin:/usr/bin:/bin
-say() { n=$1; shift; echo "@@ BEGIN $n"; echo "[root@archiso ~]# $*"; "$@" 2>&1; echo "@@ END $n rc=$?"; echo "@@ TIME $n $(cut -d' ' -f1 /proc/uptime)"; }
+say() { n=$1; shift; echo "@@ BEGIN $n"; printf "%s" "[root@archiso ~]#"; for a in "$@"; do case $a in *[\ \"\$\<\>\|]*) printf " '%s'" "$a";; *) printf " %s" "$a";; esac; done; echo; "$@" 2>&1; echo "@@ END $n rc=$?"; echo "@@ TIME $n $(cut -d' ' -f1 /proc/uptime)"; }
 mkdir -p /mnt /p /root
 for m in virtio_pci virtio_blk vfat nls_cp437 nls_ascii nls_utf8; do rtool modprobe -q $m || echo "modprobe $m failed"; done
 i=0; while [ ! -b /dev/vdb1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
@@ -463,7 +463,7 @@ say crypt-exported zpool list
 /// Run inside the target by `rtool chroot`.
 const INSIDE: &str = r#"
 export PATH=/usr/local/bin:/usr/bin
-say() { n=$1; shift; echo "@@ BEGIN $n"; echo "[root@archiso /]# $*"; "$@" 2>&1; echo "@@ END $n rc=$?"; echo "@@ TIME $n $(cut -d' ' -f1 /proc/uptime)"; }
+say() { n=$1; shift; echo "@@ BEGIN $n"; printf "%s" "[root@archiso /]#"; for a in "$@"; do case $a in *[\ \"\$\<\>\|]*) printf " '%s'" "$a";; *) printf " %s" "$a";; esac; done; echo; "$@" 2>&1; echo "@@ END $n rc=$?"; echo "@@ TIME $n $(cut -d' ' -f1 /proc/uptime)"; }
 say boot ls /boot
 say altroot zpool get -H -o value altroot zroot
 say mounts grep -E " (/|/home|/boot) " /proc/mounts
