@@ -611,9 +611,10 @@ fn last_errors(lines: &[&str]) -> Vec<String> {
     let mentions = |l: &&&str| l.to_ascii_lowercase().contains("error");
     let mut picked: Vec<String> = lines
         .iter()
-        .filter(mentions)
-        .filter(|l| !is_make_error(l))
-        .map(|l| l.trim().to_string())
+        .enumerate()
+        .filter(|(_, l)| mentions(l))
+        .filter(|(_, l)| !is_make_error(l))
+        .map(|(i, l)| with_configure_message(l, &lines[i + 1..]))
         .collect();
     if picked.is_empty() {
         picked = lines
@@ -624,6 +625,27 @@ fn last_errors(lines: &[&str]) -> Vec<String> {
     }
     let skip = picked.len().saturating_sub(OTHER_LINES);
     picked.split_off(skip)
+}
+
+/// autoconf prints `configure: error:` and the message on the `*** …` lines after it (as
+/// OpenZFS's configure does): one line with both, so the message is not lost.
+fn with_configure_message(line: &str, after: &[&str]) -> String {
+    let line = line.trim();
+    if !line.ends_with("configure: error:") {
+        return line.to_string();
+    }
+    let words: Vec<&str> = after
+        .iter()
+        .map(|l| l.trim())
+        .take_while(|l| l.starts_with("***"))
+        .map(|l| l.trim_start_matches('*').trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if words.is_empty() {
+        line.to_string()
+    } else {
+        format!("{line} {}", words.join(" "))
+    }
 }
 
 #[cfg(test)]
@@ -884,6 +906,17 @@ mod tests {
             [Cause::Other {
                 last_errors: vec!["make: *** [Makefile:5: all] Error 1".into()]
             }]
+        );
+    }
+
+    #[test]
+    fn a_configure_error_keeps_its_message() {
+        // The end of OpenZFS 2.1.11's configure against headers given as source and build
+        // directory both (its real make.log).
+        let log = "checking whether global_page_state enums are sane... no\nNR_FILE_PAGES in either node_stat_item or zone_stat_item: NOT FOUND\nconfigure: error: \n\t*** None of the expected \"global page state\" interfaces were detected.\n\t*** This may be because your kernel version is newer than what is\n\t*** supported, or you are using a patched custom kernel with\n\t*** incompatible modifications.\n\t***\n\t*** ZFS Version: zfs-2.1.11-1+deb12u1\n\t*** Compatible Kernels: 3.10 - 6.2\n\t\n# PRE_BUILD failed: exit status: 1\n";
+        assert_eq!(
+            last_errors(&log.lines().collect::<Vec<_>>()),
+            ["configure: error: None of the expected \"global page state\" interfaces were detected. This may be because your kernel version is newer than what is supported, or you are using a patched custom kernel with incompatible modifications. ZFS Version: zfs-2.1.11-1+deb12u1 Compatible Kernels: 3.10 - 6.2"]
         );
     }
 
