@@ -120,7 +120,9 @@ fn build_cmd(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
                 continue;
             }
         }
-        let reused = if a.get_flag("rebuild") { None } else { build::reusable(&src, &vars)? };
+        // The key hashes the whole source tree: once, for the check and the stamp.
+        let key = build::build_key(&src, &vars)?;
+        let reused = if a.get_flag("rebuild") { None } else { build::reusable(&src, &vars, &key) };
         let (built, how) = match reused {
             Some(b) => {
                 let from = b.log.parent().map(|p| p.display().to_string()).unwrap_or_default();
@@ -129,7 +131,7 @@ fn build_cmd(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
             None => {
                 build::check_tools(&root, kver)?;
                 let mut act = Activity::new(format!("dkms: {name} for {kver}"), Mode::detect(ctx.verbosity < 0));
-                let result = build::build(&src, &vars, jobs, &mut |line| act.status(line))?;
+                let result = build::build(&src, &vars, &key, jobs, &mut |line| act.status(line))?;
                 act.done();
                 match result {
                     Ok(b) => (b, format!("built for {kver} in {} s", act.elapsed().as_secs())),

@@ -177,7 +177,7 @@ const STAMP: &str = "rtool-built";
 /// the package's own configuration file) and where each built module lies. Absolute paths are
 /// left out of the commands (the kernel tree, the work directory), so the same build installs
 /// into another root. A finished build with the same key needs no second compile.
-fn build_key(src: &Source, v: &Vars) -> Result<String> {
+pub fn build_key(src: &Source, v: &Vars) -> Result<String> {
     let mut key = format!(
         "rtool dkms build 3\nmodule {} {}\nkernel {} {}\nsource {}\n",
         src.conf.package_name,
@@ -263,27 +263,24 @@ fn build_base(src: &Source, v: &Vars) -> PathBuf {
 /// keeps one in its tree (`dkms build`, then `dkms install` compiles nothing): the modules
 /// are there and the stamp written after the last step matches. A compile of OpenZFS takes
 /// many minutes; installing it again, into another root or after a failed install, should not.
-pub fn reusable(src: &Source, v: &Vars) -> Result<Option<Built>> {
+pub fn reusable(src: &Source, v: &Vars, key: &str) -> Option<Built> {
     let base = build_base(src, v);
-    let Ok(stamp) = fs::read_to_string(base.join(STAMP)) else {
-        return Ok(None);
-    };
-    if stamp != build_key(src, v)? {
-        return Ok(None);
+    if fs::read_to_string(base.join(STAMP)).ok()? != key {
+        return None;
     }
     let build_dir = base.join("build");
     let mut modules = Vec::new();
     for m in &src.conf.modules {
         let f = build_dir.join(m.built_path());
         if !f.is_file() {
-            return Ok(None);
+            return None;
         }
         modules.push((f, m.dest_name.clone()));
     }
-    Ok(Some(Built {
+    Some(Built {
         log: base.join("make.log"),
         modules,
-    }))
+    })
 }
 
 /// How dkms runs `PRE_BUILD` and `POST_BUILD` (`run_build_script`, lines 815-840): the value
@@ -312,20 +309,19 @@ fn script_argv(build_dir: &Path, value: &str) -> std::result::Result<Vec<String>
 }
 
 /// Runs the build of `src` for `kver` in a scratch copy under `work`, logging everything to
-/// `work/make.log`. `tick` is called about every 200 ms with the log's last line.
+/// `work/make.log`, and stamps it with `key` ([`build_key`]) once finished. `tick` is called
+/// about every 200 ms with the log's last line.
 pub fn build(
     src: &Source,
     v: &Vars,
+    key: &str,
     jobs: usize,
     tick: &mut dyn FnMut(&str),
 ) -> Result<std::result::Result<Built, Failed>> {
-    use std::io::Write;
     let kver = &v.kernelver;
     // Laid out as in dkms's tree, so the default `M=$dkms_tree/NAME/VERSION/build` is ours.
     let base = build_base(src, v);
     let build_dir = base.join("build");
-    // The key of the tree as it is copied.
-    let key = build_key(src, v)?;
     let _ = fs::remove_file(base.join(STAMP));
     if build_dir.exists() {
         fs::remove_dir_all(&build_dir).map_err(|e| Error::path(e, &build_dir))?;
@@ -333,194 +329,59 @@ pub fn build(
     copy_tree(&src.dir, &build_dir)?;
     let log_path = base.join("make.log");
     let log = fs::File::create(&log_path).map_err(|e| Error::path(e, &log_path))?;
-    let kdir = &v.kernel_source_dir;
-    let make = src.conf.make_command(v, jobs as u32)?;
-    let failed = |step: &str, lines: Vec<String>| Failed {
-        causes: vec![Cause::Other { last_errors: lines }],
-        log: log_path.clone(),
-        step: step.to_string(),
+    let mut step = Step {
+        v,
+        build_dir: &build_dir,
+        log: &log,
+        log_path: &log_path,
+        tick,
     };
-    // A build script that is not there: logged, and the cause says so.
-    let not_found = |step: &str, value: &str, why: &str| {
-        let mut l = &log;
-        let _ = writeln!(l, "# {step}: {value}\n# {step} command not found: {why}");
-        failed(step, vec![format!("{step} command not found: {why}")])
-    };
-    let mut steps: Vec<(&str, Vec<String>)> = Vec::new();
-    // POST_BUILD is looked up when it runs, as dkms does: PRE_BUILD or make may make it.
-    for (step, value) in [("PRE_BUILD", &src.conf.pre_build), ("MAKE", &Some(make))] {
-        let Some(value) = value else { continue };
-        if step == "MAKE" {
-            // dkms evaluates the make command with bash (`invoke_command`, line 1083); sh
-            // where there is no bash.
-            let shell = sys::which("bash").map_or("sh".to_string(), |b| b.display().to_string());
-            steps.push((step, vec![shell, "-c".into(), value.clone()]));
-            continue;
-        }
-        match script_argv(&build_dir, value) {
-            Ok(argv) => steps.push((step, argv)),
-            Err(why) => return Ok(Err(not_found(step, value, &why))),
-        }
-    }
-    // One step, run without a shell from the build directory, its output in the log.
-    let mut run_step = |step: &str, argv: &[String]| -> Result<Option<Failed>> {
-        let mut l = &log;
-        let shown = argv.join(" ");
-        let _ = writeln!(l, "# {step}: {shown}");
-        let spawn = |argv: &[String]| -> std::io::Result<std::process::Child> {
-            Command::new(&argv[0])
-                .args(&argv[1..])
-                .current_dir(&build_dir)
-                .env("kernelver", kver)
-                .env("kernel_source_dir", kdir)
-                .env("dkms_tree", &v.dkms_tree)
-                .env("source_tree", &v.source_tree)
-                .env("arch", &v.arch)
-                .env("LC_ALL", "C")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log.try_clone()?)
-                .spawn()
-        };
-        let mut child = match spawn(argv) {
-            Ok(c) => c,
-            // A script without a `#!` line: dkms's `exec $run` is bash's, and bash runs such
-            // a file as a bash script.
-            Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
-                let shell = sys::which("bash").unwrap_or_else(|| PathBuf::from("/bin/sh"));
-                let _ = writeln!(
-                    l,
-                    "# {step}: {} has no #! line; running it with {}",
-                    argv[0],
-                    shell.display()
-                );
-                let mut with = vec![shell.display().to_string()];
-                with.extend(argv.iter().cloned());
-                spawn(&with).map_err(|e| Error::io(e, format!("running {step} ({shown})")))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let _ = writeln!(l, "# {step} command not found: {}", argv[0]);
-                return Ok(Some(failed(
-                    step,
-                    vec![format!("{step} command not found: {}", argv[0])],
-                )));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                let why = format!(
-                    "{step} cannot be executed: {}: {e} (a work directory on a noexec mount? --work chooses another)",
-                    argv[0]
-                );
-                let _ = writeln!(l, "# {why}");
-                return Ok(Some(failed(step, vec![why])));
-            }
-            Err(e) => return Err(Error::io(e, format!("running {step} ({shown})"))),
-        };
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break s,
-                Ok(None) => {
-                    tick(&last_line(&log_path));
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err(e) => return Err(Error::io(e, format!("waiting for {step}"))),
-            }
-        };
-        if !status.success() {
-            let text = fs::read_to_string(&log_path).unwrap_or_default();
-            let _ = writeln!(l, "# {step} failed: {status}");
-            let mut causes = buildlog::classify(&text);
-            // 127 and 126 are the shell's "command not found" and "cannot execute": a
-            // missing tool, not a compile error.
-            let why = match status.code() {
-                Some(127) => Some("command not found (exit 127)"),
-                Some(126) => Some("command found but not executable (exit 126)"),
-                _ => None,
-            };
-            if causes.is_empty() {
-                // Nothing recognised: the step's own last lines say more than nothing.
-                let tail: Vec<String> = text
-                    .lines()
-                    .rev()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with("# "))
-                    .take(3)
-                    .map(String::from)
-                    .collect();
-                let mut lines = vec![format!("{step} failed ({status}); its last lines:")];
-                lines.extend(tail.into_iter().rev());
-                causes = vec![Cause::Other { last_errors: lines }];
-            }
-            if let Some(why) = why {
-                let mut lines = vec![format!("{step} {why}: {}", last_line_of(&text))];
-                lines.push(format!("{step} was: {}", clip_words(&shown, 160)));
-                causes = vec![Cause::Other { last_errors: lines }];
-            }
-            return Ok(Some(Failed {
-                causes,
-                log: log_path.clone(),
-                step: step.to_string(),
-            }));
-        }
-        Ok(None)
-    };
-    for (step, argv) in &steps {
-        if let Some(f) = run_step(step, argv)? {
+    if let Some(value) = &src.conf.pre_build {
+        if let Some(f) = step.script("PRE_BUILD", value)? {
             return Ok(Err(f));
         }
     }
+    // dkms evaluates the make command with bash (`invoke_command`, line 1083); sh where
+    // there is no bash.
+    let shell = sys::which("bash").unwrap_or_else(|| PathBuf::from("sh"));
+    let make = src.conf.make_command(v, jobs as u32)?;
+    if let Some(f) = step.run("MAKE", &[shell.display().to_string(), "-c".into(), make])? {
+        return Ok(Err(f));
+    }
+    let strip = sys::which("strip");
     let mut modules = Vec::new();
     for m in &src.conf.modules {
         let f = build_dir.join(m.built_path());
         if !f.is_file() {
-            return Ok(Err(Failed {
-                causes: vec![Cause::Other { last_errors: vec![format!("the build succeeded but {} is missing (BUILT_MODULE_LOCATION/BUILT_MODULE_NAME wrong?)", f.display())] }],
-                log: log_path,
-                step: "MAKE".into(),
-            }));
+            return Ok(Err(step.failed("MAKE", vec![format!("the build succeeded but {} is missing (BUILT_MODULE_LOCATION/BUILT_MODULE_NAME wrong?)", f.display())])));
         }
         // dkms strips debugging symbols unless STRIP[i] says no (line 1110).
-        if m.strip {
-            let mut l = &log;
-            match sys::which("strip") {
-                Some(strip) => {
-                    let _ = writeln!(l, "# STRIP: strip -g {}", f.display());
-                    let st = Command::new(strip)
-                        .arg("-g")
-                        .arg(&f)
-                        .stdin(Stdio::null())
-                        .stdout(log.try_clone().map_err(|e| Error::path(e, &log_path))?)
-                        .stderr(log.try_clone().map_err(|e| Error::path(e, &log_path))?)
-                        .status()
-                        .map_err(|e| Error::io(e, "running strip"))?;
-                    if !st.success() {
-                        return Ok(Err(failed(
-                            "STRIP",
-                            vec![format!("strip -g {} failed ({st})", f.display())],
-                        )));
-                    }
-                }
-                None => {
-                    let _ = writeln!(
-                        l,
-                        "# STRIP: strip is not installed; {} keeps its debugging symbols",
-                        f.display()
-                    );
+        match (&strip, m.strip) {
+            (Some(strip), true) => {
+                let argv = [
+                    strip.display().to_string(),
+                    "-g".into(),
+                    f.display().to_string(),
+                ];
+                if let Some(failed) = step.run("STRIP", &argv)? {
+                    return Ok(Err(failed));
                 }
             }
+            (None, true) => step.note(&format!(
+                "STRIP: strip is not installed; {} keeps its debugging symbols",
+                f.display()
+            )),
+            (_, false) => {}
         }
         modules.push((f, m.dest_name.clone()));
     }
     // dkms runs POST_BUILD after stripping, once it has made its per-kernel directory
-    // `$dkms_tree/NAME/VERSION/KVER/ARCH/log` (OpenZFS's dkms.postbuild copies into it).
+    // `$dkms_tree/NAME/VERSION/KVER/ARCH/log` (OpenZFS's dkms.postbuild copies into it). It
+    // looks the script up only then: PRE_BUILD or make may have made it.
     if let Some(value) = &src.conf.post_build {
-        let step = "POST_BUILD";
-        let argv = match script_argv(&build_dir, value) {
-            Ok(argv) => argv,
-            Err(why) => return Ok(Err(not_found(step, value, &why))),
-        };
         let per_kernel = base.join(kver).join(&v.arch).join("log");
         fs::create_dir_all(&per_kernel).map_err(|e| Error::path(e, &per_kernel))?;
-        if let Some(f) = run_step(step, &argv)? {
+        if let Some(f) = step.script("POST_BUILD", value)? {
             return Ok(Err(f));
         }
     }
@@ -531,14 +392,140 @@ pub fn build(
     }))
 }
 
-/// The last non-empty line of a log text.
-fn last_line_of(text: &str) -> String {
-    text.lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with("# "))
-        .unwrap_or("")
-        .to_string()
+/// The steps of one build: each runs from the build directory, its output in the log.
+struct Step<'a> {
+    v: &'a Vars,
+    build_dir: &'a Path,
+    log: &'a fs::File,
+    log_path: &'a Path,
+    tick: &'a mut dyn FnMut(&str),
+}
+
+impl Step<'_> {
+    /// A line of rtool's own in the log (`# …`, which the summaries skip).
+    fn note(&self, line: &str) {
+        use std::io::Write;
+        let mut l = self.log;
+        let _ = writeln!(l, "# {line}");
+    }
+
+    fn failed(&self, step: &str, lines: Vec<String>) -> Failed {
+        Failed {
+            causes: vec![Cause::Other { last_errors: lines }],
+            log: self.log_path.to_path_buf(),
+            step: step.to_string(),
+        }
+    }
+
+    /// `PRE_BUILD`/`POST_BUILD` as dkms runs them ([`script_argv`]).
+    fn script(&mut self, step: &str, value: &str) -> Result<Option<Failed>> {
+        match script_argv(self.build_dir, value) {
+            Ok(argv) => self.run(step, &argv),
+            Err(why) => {
+                self.note(&format!("{step}: {value}"));
+                self.note(&format!("{step} command not found: {why}"));
+                Ok(Some(self.failed(
+                    step,
+                    vec![format!("{step} command not found: {why}")],
+                )))
+            }
+        }
+    }
+
+    /// Runs `argv` without a shell and waits, ticking; a failure says why.
+    fn run(&mut self, step: &str, argv: &[String]) -> Result<Option<Failed>> {
+        let shown = argv.join(" ");
+        self.note(&format!("{step}: {shown}"));
+        let mut child = match self.spawn(argv) {
+            Ok(c) => c,
+            // A script without a `#!` line: dkms's `exec $run` is bash's, and bash runs such
+            // a file as a bash script.
+            Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
+                let shell = sys::which("bash").unwrap_or_else(|| PathBuf::from("/bin/sh"));
+                self.note(&format!(
+                    "{step}: {} has no #! line; running it with {}",
+                    argv[0],
+                    shell.display()
+                ));
+                let mut with = vec![shell.display().to_string()];
+                with.extend(argv.iter().cloned());
+                self.spawn(&with)
+                    .map_err(|e| Error::io(e, format!("running {step} ({shown})")))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.note(&format!("{step} command not found: {}", argv[0]));
+                return Ok(Some(self.failed(
+                    step,
+                    vec![format!("{step} command not found: {}", argv[0])],
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                let why = format!(
+                    "{step} cannot be executed: {}: {e} (a work directory on a noexec mount? --work chooses another)",
+                    argv[0]
+                );
+                self.note(&why);
+                return Ok(Some(self.failed(step, vec![why])));
+            }
+            Err(e) => return Err(Error::io(e, format!("running {step} ({shown})"))),
+        };
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break s,
+                Ok(None) => {
+                    (self.tick)(&last_line(self.log_path));
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(Error::io(e, format!("waiting for {step}"))),
+            }
+        };
+        if status.success() {
+            return Ok(None);
+        }
+        let text = fs::read_to_string(self.log_path).unwrap_or_default();
+        self.note(&format!("{step} failed: {status}"));
+        // 127 and 126 are the shell's "command not found" and "cannot execute": a missing
+        // tool, not a compile error.
+        let causes = match status.code() {
+            Some(c @ (126 | 127)) => {
+                let why = if c == 127 {
+                    "command not found (exit 127)"
+                } else {
+                    "command found but not executable (exit 126)"
+                };
+                let last = buildlog::last_lines(&text, 1).pop().unwrap_or_default();
+                vec![Cause::Other {
+                    last_errors: vec![
+                        format!("{step} {why}: {last}"),
+                        format!("{step} was: {}", clip_words(&shown, 160)),
+                    ],
+                }]
+            }
+            _ => buildlog::classify_failed(&text),
+        };
+        Ok(Some(Failed {
+            causes,
+            log: self.log_path.to_path_buf(),
+            step: step.to_string(),
+        }))
+    }
+
+    fn spawn(&self, argv: &[String]) -> std::io::Result<std::process::Child> {
+        let v = self.v;
+        Command::new(&argv[0])
+            .args(&argv[1..])
+            .current_dir(self.build_dir)
+            .env("kernelver", &v.kernelver)
+            .env("kernel_source_dir", &v.kernel_source_dir)
+            .env("dkms_tree", &v.dkms_tree)
+            .env("source_tree", &v.source_tree)
+            .env("arch", &v.arch)
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stdout(self.log.try_clone()?)
+            .stderr(self.log.try_clone()?)
+            .spawn()
+    }
 }
 
 /// `s` with runs of blanks made single spaces and cut to about `max` characters.
@@ -551,6 +538,7 @@ fn clip_words(s: &str, max: usize) -> String {
     format!("{cut}…")
 }
 
+/// The last line of the log, read from its tail: what the progress line shows.
 fn last_line(log: &Path) -> String {
     let Ok(mut f) = fs::File::open(log) else {
         return String::new();
@@ -559,12 +547,7 @@ fn last_line(log: &Path) -> String {
     let _ = f.seek(SeekFrom::Start(len.saturating_sub(4096)));
     let mut tail = String::new();
     let _ = f.read_to_string(&mut tail);
-    tail.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
-        .to_string()
+    buildlog::last_lines(&tail, 1).pop().unwrap_or_default()
 }
 
 /// Copies a source tree (files, directories, symlinks, modes).

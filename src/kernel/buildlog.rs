@@ -627,6 +627,34 @@ fn last_errors(lines: &[&str]) -> Vec<String> {
     picked.split_off(skip)
 }
 
+/// The causes of a step that is known to have failed: [`classify`]'s, and when the log shows
+/// nothing it recognises as a failure (a script that exits 1 quietly, a tool's own words),
+/// the step's last lines, which say more than nothing.
+pub fn classify_failed(log: &str) -> Vec<Cause> {
+    let causes = classify(log);
+    if !causes.is_empty() {
+        return causes;
+    }
+    vec![Cause::Other {
+        last_errors: last_lines(log, 3),
+    }]
+}
+
+/// The last `n` non-empty lines of a log, in order, trimmed, without rtool's own `# …`
+/// lines.
+pub fn last_lines(log: &str, n: usize) -> Vec<String> {
+    let mut v: Vec<String> = log
+        .lines()
+        .rev()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("# "))
+        .take(n)
+        .map(String::from)
+        .collect();
+    v.reverse();
+    v
+}
+
 /// autoconf prints `configure: error:` and the message on the `*** …` lines after it (as
 /// OpenZFS's configure does): one line with both, so the message is not lost.
 fn with_configure_message(line: &str, after: &[&str]) -> String {
@@ -907,6 +935,22 @@ mod tests {
                 last_errors: vec!["make: *** [Makefile:5: all] Error 1".into()]
             }]
         );
+    }
+
+    #[test]
+    fn a_failed_step_whose_log_shows_no_error_keeps_its_last_lines() {
+        let log = "# POST_BUILD: scripts/dkms.postbuild -n zfs\ncp: target '/w/zfs/2.1.11/6.1.0-57-amd64/x86_64/': No such file or directory\n\n# POST_BUILD failed: exit status: 1\n";
+        assert!(classify(log).is_empty());
+        assert_eq!(
+            classify_failed(log),
+            [Cause::Other {
+                last_errors: vec![
+                    "cp: target '/w/zfs/2.1.11/6.1.0-57-amd64/x86_64/': No such file or directory"
+                        .into()
+                ]
+            }]
+        );
+        assert_eq!(last_lines("a\n\nb\n# note\nc\n", 2), ["b", "c"]);
     }
 
     #[test]
