@@ -279,7 +279,7 @@ fn read_mounts() -> Result<Vec<mountinfo::Mount>> {
     })
 }
 
-fn run_tool(program: &Path, args: &[&OsStr]) -> Result<()> {
+fn run_tool<S: AsRef<OsStr>>(program: &Path, args: &[S]) -> Result<()> {
     let st = std::process::Command::new(program)
         .args(args)
         .status()
@@ -371,25 +371,20 @@ fn key_file(path: &Path) -> Result<PathBuf> {
 }
 
 /// `program arg arg…`, as shown in messages.
-fn command_line(program: &Path, args: &[&OsStr]) -> String {
+fn command_line<S: AsRef<OsStr>>(program: &Path, args: &[S]) -> String {
     let mut s = program.display().to_string();
     for a in args {
         s.push(' ');
-        s.push_str(&a.to_string_lossy());
+        s.push_str(&a.as_ref().to_string_lossy());
     }
     s
 }
 
-/// Runs `program` with no input and its stderr captured (stdout stays ours); returns the
-/// status and what it said on stderr.
-fn run_capturing_stderr(program: &Path, args: &[&OsStr]) -> Result<(ExitStatus, String)> {
-    run_capturing_stderr_env(program, args, &[])
-}
-
-/// [`run_capturing_stderr`] with variables added to the environment.
-fn run_capturing_stderr_env(
+/// Runs `program` with no input, `env` added to its environment and its stderr captured
+/// (stdout stays ours); returns the status and what it said on stderr.
+fn run_capturing_stderr<S: AsRef<OsStr>>(
     program: &Path,
-    args: &[&OsStr],
+    args: &[S],
     env: &[(&str, &str)],
 ) -> Result<(ExitStatus, String)> {
     let out = std::process::Command::new(program)
@@ -407,12 +402,26 @@ fn run_capturing_stderr_env(
 }
 
 /// Runs `program` for its standard output (stderr captured too, no input).
-fn run_for_output(program: &Path, args: &[&OsStr]) -> Result<Output> {
+fn run_for_output<S: AsRef<OsStr>>(program: &Path, args: &[S]) -> Result<Output> {
     std::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| Error::io(e, program.display()))
+}
+
+/// What `program args` prints, or an error in its own words.
+fn stdout_of<S: AsRef<OsStr>>(program: &Path, args: &[S]) -> Result<String> {
+    let out = run_for_output(program, args)?;
+    if !out.status.success() {
+        return Err(tool_failed(
+            program,
+            args,
+            out.status,
+            &String::from_utf8_lossy(&out.stderr),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// What a tool said on stderr, to follow a message: `: LINE`, or one indented line each.
@@ -430,7 +439,12 @@ fn said(stderr: &str) -> Option<String> {
 }
 
 /// `program args` failed: its own words when it gave some, else its exit status.
-fn tool_failed(program: &Path, args: &[&OsStr], status: ExitStatus, stderr: &str) -> Error {
+fn tool_failed<S: AsRef<OsStr>>(
+    program: &Path,
+    args: &[S],
+    status: ExitStatus,
+    stderr: &str,
+) -> Error {
     let line = command_line(program, args);
     let msg = match said(stderr) {
         Some(words) => format!("{line} failed{words}"),
@@ -441,13 +455,7 @@ fn tool_failed(program: &Path, args: &[&OsStr], status: ExitStatus, stderr: &str
 
 /// The altroot (`-` for none) of `pool` when it is imported already.
 fn imported_altroot(pool: &Pool) -> Result<Option<String>> {
-    let args: [&OsStr; 5] = [
-        "list".as_ref(),
-        "-H".as_ref(),
-        "-o".as_ref(),
-        "name,altroot".as_ref(),
-        pool.name.as_ref(),
-    ];
+    let args = ["list", "-H", "-o", "name,altroot", &pool.name];
     // Not imported: "cannot open 'POOL': no such pool", status 1. Any other failure shows
     // again, in zpool's words, when the import is tried.
     let out = run_for_output(&pool.zpool, &args)?;
@@ -483,7 +491,7 @@ fn import(pool: &Pool, dir: &Path) -> Result<()> {
     } else {
         &[]
     };
-    let (status, stderr) = run_capturing_stderr_env(&pool.zpool, &args, env)?;
+    let (status, stderr) = run_capturing_stderr(&pool.zpool, &args, env)?;
     if status.success() {
         // Warnings (an unsupported feature, a degraded vdev) still reach the person.
         let _ = std::io::stderr().write_all(stderr.as_bytes());
@@ -556,24 +564,7 @@ fn import_pool(ctx: &Ctx, stack: &mut MountStack, pool: &Pool, dir: &Path) -> Re
         }
     }
     load_keys(ctx, pool)?;
-    let list: [&OsStr; 6] = [
-        "list".as_ref(),
-        "-H".as_ref(),
-        "-o".as_ref(),
-        "name,mountpoint,canmount".as_ref(),
-        "-r".as_ref(),
-        name.as_ref(),
-    ];
-    let out = run_for_output(zfs, &list)?;
-    if !out.status.success() {
-        return Err(tool_failed(
-            zfs,
-            &list,
-            out.status,
-            &String::from_utf8_lossy(&out.stderr),
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = stdout_of(zfs, &["list", "-H", "-o", "name,mountpoint,canmount", "-r", name])?;
     // With an altroot, a mountpoint of / is shown as the altroot itself.
     let root_ds = text.lines().find_map(|l| {
         let f: Vec<&str> = l.split('\t').collect();
@@ -596,9 +587,9 @@ fn import_pool(ctx: &Ctx, stack: &mut MountStack, pool: &Pool, dir: &Path) -> Re
     {
         ctx.debug(format!("{root_ds} is already mounted on {}", dir.display()));
     } else {
-        run_tool(zfs, &["mount".as_ref(), root_ds.as_ref()])?;
+        run_tool(zfs, &["mount", &root_ds])?;
     }
-    run_tool(zfs, &["mount".as_ref(), "-a".as_ref()])?;
+    run_tool(zfs, &["mount", "-a"])?;
     ctx.debug(format!(
         "imported {name} at {}, root dataset {root_ds}",
         dir.display()
@@ -620,28 +611,19 @@ struct Locked {
 
 /// The encryption roots of `pool` whose keys are not loaded, in `zfs get`'s order.
 fn locked_roots(pool: &Pool) -> Result<Vec<Locked>> {
-    let args: [&OsStr; 10] = [
-        "get".as_ref(),
-        "-H".as_ref(),
-        "-p".as_ref(),
-        "-o".as_ref(),
-        "name,property,value".as_ref(),
-        "-r".as_ref(),
-        "-t".as_ref(),
-        "filesystem".as_ref(),
-        "keystatus,encryptionroot,keylocation".as_ref(),
-        pool.name.as_ref(),
+    let args = [
+        "get",
+        "-H",
+        "-p",
+        "-o",
+        "name,property,value",
+        "-r",
+        "-t",
+        "filesystem",
+        "keystatus,encryptionroot,keylocation",
+        &pool.name,
     ];
-    let out = run_for_output(&pool.zfs, &args)?;
-    if !out.status.success() {
-        return Err(tool_failed(
-            &pool.zfs,
-            &args,
-            out.status,
-            &String::from_utf8_lossy(&out.stderr),
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = stdout_of(&pool.zfs, &args)?;
     // name → (keystatus, encryptionroot, keylocation), in the order zfs lists them.
     let mut props: Vec<(&str, [&str; 3])> = Vec::new();
     for l in text.lines() {
@@ -719,13 +701,8 @@ fn load_keys(ctx: &Ctx, pool: &Pool) -> Result<()> {
         let zfs = pool.zfs.as_path();
         if let Some(file) = &pool.key_file {
             let url = format!("file://{}", file.display());
-            let args: [&OsStr; 4] = [
-                "load-key".as_ref(),
-                "-L".as_ref(),
-                url.as_ref(),
-                root.as_ref(),
-            ];
-            let (status, stderr) = run_capturing_stderr(zfs, &args)?;
+            let (status, stderr) =
+                run_capturing_stderr(zfs, &["load-key", "-L", &url, root], &[])?;
             if !status.success() {
                 return Err(key_refused(root, status, Some(&stderr)).hint(format!(
                     "check that {} holds the passphrase (or key) of {root}",
@@ -745,8 +722,7 @@ fn load_keys(ctx: &Ctx, pool: &Pool) -> Result<()> {
                 ));
             }
         } else {
-            let args: [&OsStr; 2] = ["load-key".as_ref(), root.as_ref()];
-            let (status, stderr) = run_capturing_stderr(zfs, &args)?;
+            let (status, stderr) = run_capturing_stderr(zfs, &["load-key", root], &[])?;
             if !status.success() {
                 return Err(key_refused(root, status, Some(&stderr)).hint(format!(
                     "{root} reads its key from {}: give it with --key-file FILE",
