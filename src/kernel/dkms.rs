@@ -219,7 +219,7 @@ pub fn parse_with_bash(bash: &Path, dir: &Path, vars: &Vars) -> Result<Conf> {
         .spawn()
         .map_err(|e| Error::io(e, format!("running {}", bash.display())))?;
     // Both pipes are drained on their own threads, so neither can fill and stall bash.
-    let drain = |r: Option<Box<dyn Read + Send>>| {
+    fn drain(r: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             if let Some(r) = r {
@@ -227,19 +227,9 @@ pub fn parse_with_bash(bash: &Path, dir: &Path, vars: &Vars) -> Result<Conf> {
             }
             buf
         })
-    };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|o| Box::new(o) as Box<dyn Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|o| Box::new(o) as Box<dyn Read + Send>),
-    );
+    }
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
     let started = std::time::Instant::now();
     let status = loop {
         match child.try_wait() {
