@@ -18,12 +18,7 @@ fn packages() -> &'static Path {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hook-packages");
         let images = dir.join("images");
         fs::create_dir_all(&images).unwrap();
-        let lock = fs::File::create(dir.join(".lock")).unwrap();
-        // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
-        assert_eq!(
-            unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
-            0
-        );
+        let _lock = common::lock(&dir.join(".lock"));
         for k in KERNELS {
             fs::write(images.join(k), rtool::kernel::bzimage::fake_image(k)).unwrap();
         }

@@ -34,6 +34,14 @@ fn initramfs(at: &Path, kver: &str, modules: &[&str]) {
         .success();
 }
 
+/// `/usr/src/zfs-VERSION/dkms.conf`: a zfs DKMS source with AUTOINSTALL.
+fn zfs_dkms_source(r: &FakeRoot, version: &str) {
+    r.write(
+        &format!("/usr/src/zfs-{version}/dkms.conf"),
+        format!("PACKAGE_NAME=zfs\nPACKAGE_VERSION={version}\nBUILT_MODULE_NAME[0]=zfs\nBUILT_MODULE_LOCATION[0]=module/zfs/\nDEST_MODULE_LOCATION[0]=/extra\nAUTOINSTALL=yes\n"),
+    );
+}
+
 fn kernel(r: &FakeRoot, base: &str, kver: &str) {
     r.write(
         &format!("/boot/vmlinuz-{base}"),
@@ -72,7 +80,7 @@ fn the_incident_is_stopped_before_the_reboot() {
         "6.2.8-arch1-1",
         &["fs/ext4/ext4.ko.zst"],
     );
-    r.write("/usr/src/zfs-2.1.9/dkms.conf", "PACKAGE_NAME=zfs\nPACKAGE_VERSION=2.1.9\nBUILT_MODULE_NAME[0]=zfs\nBUILT_MODULE_LOCATION[0]=module/zfs/\nDEST_MODULE_LOCATION[0]=/extra\nAUTOINSTALL=yes\n");
+    zfs_dkms_source(&r, "2.1.9");
     r.write("/usr/src/zfs-2.1.9/META", "Name:          zfs\nVersion:       2.1.9\nLicense:       CDDL\nLinux-Maximum: 6.1\nLinux-Minimum: 3.10\n");
     r.write("/usr/lib/modules/6.2.8-arch1-1/vmlinuz", "kernel");
     let h = host(r.path(), false);
@@ -257,7 +265,7 @@ fn dkms_modules_are_checked_for_a_kernel_without_vmlinuz_in_its_modules_dir() {
         "6.1.0-57-amd64",
         &["extra/zfs.ko.zst"],
     );
-    r.write("/usr/src/zfs-2.1.11/dkms.conf", "PACKAGE_NAME=zfs\nPACKAGE_VERSION=2.1.11\nBUILT_MODULE_NAME[0]=zfs\nBUILT_MODULE_LOCATION[0]=module/zfs/\nDEST_MODULE_LOCATION[0]=/extra\nAUTOINSTALL=yes\n");
+    zfs_dkms_source(&r, "2.1.11");
     let h = host(r.path(), false);
     let out = rtool(["preflight", "--root"])
         .arg(r.path())

@@ -19,14 +19,8 @@ fn fixtures() -> &'static Path {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make-keyring.sh");
         // Concurrent test binaries build into the same place: one at a time.
-        let lock = fs::create_dir_all(&dir)
-            .and_then(|_| fs::File::create(dir.join(".lock")))
-            .expect("fixture lock");
-        // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
-        assert_eq!(
-            unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
-            0
-        );
+        fs::create_dir_all(&dir).expect("fixture dir");
+        let lock = common::lock(&dir.join(".lock"));
         Cmd::new("bash").arg(&script).arg(&dir).run().success();
         drop(lock);
         dir

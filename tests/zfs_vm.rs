@@ -75,17 +75,18 @@ fn sh(script: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
 
 /// Debian's zfs-dkms source, unpacked once: (its /usr/src/zfs-VERSION, VERSION).
 fn zfs_source() -> (PathBuf, String) {
-    let c = cache();
-    let dir = sh(
-        r#"set -euo pipefail
-deb=$(bash "$1" "$2/debian" zfs-dkms)
-out=$2/$(basename "$deb" .deb)
-exec 9>"$out.lock"; flock 9
-if [[ ! -f $out/.done ]]; then rm -rf "$out"; dpkg -x "$deb" "$out"; touch "$out/.done"; fi
-ls -d "$out"/usr/src/zfs-*"#,
-        &[&fixture("debian-pkg.sh"), &c],
-    );
-    let dir = PathBuf::from(dir.trim());
+    let debs = common::dkms::debian_pkg(&cache().join("debian"), &["zfs-dkms".to_string()]);
+    let out = cache().join(debs[0].file_stem().expect("a .deb"));
+    common::dkms::unpack_once(&out, &debs);
+    let dir = fs::read_dir(out.join("usr/src"))
+        .expect("usr/src in zfs-dkms")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("zfs-"))
+        })
+        .expect("usr/src/zfs-VERSION in zfs-dkms");
     let version = dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -115,6 +116,8 @@ fn built() -> &'static Built {
         let base = cache().join(format!("zfs-{version}-{kver}"));
         let root = base.join("root");
         let work = base.join("work");
+        fs::create_dir_all(&base).expect("cache dir");
+        let _lock = common::lock(&base.join(".build.lock"));
         // A root with the headers as Debian lays them out: `build` (the -amd64 tree) and
         // `source` (the -common tree).
         sh(
@@ -132,10 +135,6 @@ if [[ ! -f $root/usr/src/.zfs-$v.done ]]; then
 fi"#,
             &[&root, &src, &kver, &version],
         );
-        let lock = fs::File::create(base.join(".build.lock")).expect("lock");
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a file descriptor this function owns; it is released on close.
-        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
         let t = Instant::now();
         let spec = format!("zfs/{version}");
         let out = rtool(["dkms", "build", &spec, "-k", &kver, "--compress", "zst"])
@@ -219,7 +218,8 @@ fn rtool_dkms_builds_openzfs_against_debians_headers() {
     let raw = sh("zstd -dc \"$1\" | wc -c", &[zfs]);
     let raw: u64 = raw.trim().parse().expect("size");
     assert!(raw < 12 << 20, "zfs.ko is {raw} bytes: not stripped?");
-    // A second build reuses the finished one and compiles nothing.
+    // The finished build is stamped: the next run, and the target's own `rtool dkms build`
+    // in the VM, install it without compiling (asserted there).
     let stamp = b.work.join(format!("zfs/{}/rtool-built", b.version));
     assert!(stamp.is_file(), "no stamp {}", stamp.display());
 }
@@ -365,10 +365,7 @@ fn pool_images() -> (PathBuf, PathBuf) {
         let dir = cache().join(format!("zfs-pool-{}-{}-{key:016x}", b.version, b.kver));
         let (disk, crypt) = (dir.join("zroot.img"), dir.join("zcrypt.img"));
         fs::create_dir_all(&dir).expect("mkdir");
-        let lock = fs::File::create(dir.join(".lock")).expect("lock");
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a file descriptor this function owns; it is released on close.
-        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        let _lock = common::lock(&dir.join(".lock"));
         if dir.join(".done").is_file() {
             return (disk, crypt);
         }

@@ -104,7 +104,7 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// `bash tests/fixtures/debian-pkg.sh CACHE PKG...`: the .deb of each package, downloaded once.
-fn debian_pkg(cache: &Path, pkgs: &[String]) -> Vec<PathBuf> {
+pub fn debian_pkg(cache: &Path, pkgs: &[String]) -> Vec<PathBuf> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/debian-pkg.sh");
     let out = Cmd::new("bash")
         .arg(script)
@@ -119,22 +119,14 @@ fn debian_pkg(cache: &Path, pkgs: &[String]) -> Vec<PathBuf> {
 }
 
 /// The newest `linux-headers-6.X.Y+deb12-amd64` of bookworm-backports, as `6.X.Y+deb12`, from
-/// the package lists debian-pkg.sh keeps under `CACHE/apt` (read with the same private apt
-/// options, under its lock). 6.12.95+deb12, the kernel of the incident, when it is there.
+/// the package lists debian-pkg.sh keeps (`--names`). 6.12.95+deb12, the kernel of the
+/// incident, when it is there.
 fn backports_kernel(cache: &Path) -> String {
-    let apt = cache.join("apt");
-    let opt = |k: &str, p: &Path| format!("{k}={}", p.display());
-    let out = Cmd::new("flock")
-        .arg(cache.join(".debian-pkg.lock"))
-        .arg("apt-cache")
-        .args([
-            "-o",
-            &opt("Dir::Etc::SourceList", &apt.join("sources.list")),
-        ])
-        .args(["-o", "Dir::Etc::SourceParts=/dev/null"])
-        .args(["-o", &opt("Dir::State::Lists", &apt.join("lists"))])
-        .args(["-o", &opt("Dir::Cache", &apt.join("cache"))])
-        .args(["-q", "pkgnames", "linux-headers-6."])
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/debian-pkg.sh");
+    let out = Cmd::new("bash")
+        .arg(script)
+        .arg(cache)
+        .args(["--names", "linux-headers-6."])
         .run()
         .success()
         .stdout();
@@ -181,28 +173,23 @@ pub fn incident_tree() -> (PathBuf, String, String) {
         ],
     ));
     let dir = tmp.join(format!("dkms-incident-{v}"));
-    // Concurrent test binaries unpack into the same place: one at a time, and once.
-    let lock = fs::File::create(tmp.join(".dkms-incident.lock")).unwrap();
-    // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
-    assert_eq!(
-        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
-        0
-    );
-    if !dir.join(".done").exists() {
-        if dir.exists() {
-            fs::remove_dir_all(&dir).unwrap();
-        }
-        fs::create_dir_all(&dir).unwrap();
-        for deb in &debs {
-            Cmd::new("dpkg")
-                .arg("-x")
-                .arg(deb)
-                .arg(&dir)
-                .run()
-                .success();
-        }
-        fs::write(dir.join(".done"), "").unwrap();
-    }
-    drop(lock);
+    unpack_once(&dir, &debs);
     (dir, format!("{v}-amd64"), v)
+}
+
+/// `dpkg -x` of every package into `dir`, once: `dir/.done` marks a finished tree, and
+/// concurrent test binaries take turns (`dir.lock`).
+pub fn unpack_once(dir: &Path, debs: &[PathBuf]) {
+    let _lock = super::lock(&PathBuf::from(format!("{}.lock", dir.display())));
+    if dir.join(".done").exists() {
+        return;
+    }
+    if dir.exists() {
+        fs::remove_dir_all(dir).unwrap();
+    }
+    fs::create_dir_all(dir).unwrap();
+    for deb in debs {
+        Cmd::new("dpkg").arg("-x").arg(deb).arg(dir).run().success();
+    }
+    fs::write(dir.join(".done"), "").unwrap();
 }

@@ -312,6 +312,16 @@ impl Drop for NetNs {
     }
 }
 
+/// An exclusive lock on `path` (created if missing), held until the file is dropped: test
+/// binaries that make the same fixture at the same time take turns.
+pub fn lock(path: &Path) -> fs::File {
+    let f = fs::File::create(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // SAFETY: flock on a descriptor we own; released when the file is dropped.
+    let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {}", path.display());
+    f
+}
+
 /// The packages built by the real makepkg (tests/fixtures/make-packages.sh) and the hostile
 /// corpus (tests/fixtures/hostile.py), made once per test binary and kept between runs.
 pub fn fixtures() -> &'static Path {
@@ -320,14 +330,8 @@ pub fn fixtures() -> &'static Path {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
         let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
         // Concurrent test binaries build into the same place: one at a time.
-        let lock = fs::create_dir_all(&dir)
-            .and_then(|_| fs::File::create(dir.join(".lock")))
-            .expect("fixture lock");
-        // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
-        assert_eq!(
-            unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
-            0
-        );
+        fs::create_dir_all(&dir).expect("fixture dir");
+        let lock = lock(&dir.join(".lock"));
         Cmd::new("bash")
             .arg(here.join("make-packages.sh"))
             .arg(&dir)

@@ -715,14 +715,8 @@ pub fn archive() -> &'static Path {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make-archive.sh");
         // Concurrent test binaries build into the same place: one at a time.
-        let lock = fs::create_dir_all(&tmp)
-            .and_then(|_| fs::File::create(tmp.join("archive.lock")))
-            .expect("archive lock");
-        // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
-        assert_eq!(
-            unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
-            0
-        );
+        fs::create_dir_all(&tmp).expect("archive dir");
+        let lock = super::lock(&tmp.join("archive.lock"));
         if !dir.join(".done").exists() {
             Cmd::new("bash").arg(script).arg(&dir).run().success();
         }
