@@ -67,7 +67,7 @@ impl Vm {
         self.run_with(scenario, files, cmdline, &Opts::default())
     }
 
-    /// [`Vm::run`] with disks and more memory.
+    /// [`Vm::run`] with what [`Opts`] adds: disks, memory, trees copied in, a time limit.
     pub fn run_with(&self, scenario: &str, files: Files, cmdline: &str, opts: &Opts) -> Console {
         let work = tempfile::tempdir().expect("tempdir");
         let root = work.path().join("root");
