@@ -83,6 +83,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         force: flag("force"),
         devices: flag("devices"),
         owners: rtool::sys::is_root(),
+        ..Options::default()
     };
     for pkg in &pkgs {
         extract_one(ctx, pkg, &dir, opts)?;

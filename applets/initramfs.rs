@@ -135,6 +135,7 @@ fn extract(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
         force: false,
         devices: a.get_flag("devices"),
         owners: rtool::sys::is_root(),
+        ..Options::default()
     };
     let mut ex = Extractor::new(Root::open(&dir)?, opts);
     let r = initramfs::for_each(&image(a), |e, data| {

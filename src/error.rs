@@ -45,6 +45,9 @@ pub enum Kind {
     Missing,
     Failed,
     Interrupted,
+    /// A check refused the change before anything was written (a conflict, a missing
+    /// dependency, a held lock): exit 1, as for problems found.
+    Refused,
     /// Writing our own output failed because the reader went away: not an error for a person.
     BrokenPipe,
 }
@@ -60,6 +63,7 @@ impl Kind {
             Kind::Missing => exit::MISSING,
             Kind::Failed => exit::FAILED,
             Kind::Interrupted => exit::INTERRUPTED,
+            Kind::Refused => exit::PROBLEMS,
             Kind::BrokenPipe => exit::OK,
         }
     }

@@ -20,6 +20,7 @@ pub mod report;
 pub mod sig;
 pub mod ssh;
 pub mod sys;
+pub mod transaction;
 pub mod units;
 
 pub use ctx::Ctx;

@@ -305,6 +305,31 @@ pub struct Options {
     pub devices: bool,
     /// Set numeric owners (when running as root).
     pub owners: bool,
+    /// Write files, symlinks and hard links under a temporary name beside their place
+    /// ([`stage_name`]) and leave them there: the caller renames them into place
+    /// ([`Extractor::staged`]). Directories are made in place.
+    pub stage: bool,
+}
+
+/// The temporary name a staged member waits under: fixed for a path, so a rerun after an
+/// interruption finds and replaces what the interrupted run left.
+pub fn stage_name(rel: &Path) -> String {
+    // FNV-1a, 64 bits: short, stable across versions, collisions irrelevant within a directory.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in rel.as_os_str().as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!(".rtool-new.{h:016x}")
+}
+
+/// A member written under its [`stage_name`].
+#[derive(Clone, Debug)]
+pub struct Staged {
+    pub rel: PathBuf,
+    pub kind: EntryKind,
+    /// The md5 of a regular file's data, when it was asked for ([`Extractor::md5_of`]).
+    pub md5: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -333,6 +358,12 @@ pub struct Extractor {
     buf: Vec<u8>,
     tmp_seq: u64,
     pub stats: Stats,
+    /// Members written under temporary names, in archive order (stage mode).
+    pub staged: Vec<Staged>,
+    /// Regular files whose md5 is computed while they are written (backup files).
+    pub md5_of: HashSet<PathBuf>,
+    /// Directories this run created, in creation order (for undoing a failed stage).
+    pub created_dirs: Vec<PathBuf>,
 }
 
 const BUF: usize = 256 << 10;
@@ -356,6 +387,9 @@ impl Extractor {
             buf: vec![0; BUF],
             tmp_seq: 0,
             stats: Stats::default(),
+            staged: Vec::new(),
+            md5_of: HashSet::new(),
+            created_dirs: Vec::new(),
         }
     }
 
@@ -455,6 +489,9 @@ impl Extractor {
         let flags =
             OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let mode = Mode::from_bits_truncate(0o600);
+        if self.opts.stage {
+            return self.stage_file(rel, m, data);
+        }
         let dir = self.root.dir(parent, true)?;
         let (fd, tmp) = match nix::fcntl::openat(dir, name, flags, mode) {
             Ok(fd) => (fd, None),
@@ -495,8 +532,50 @@ impl Extractor {
         Ok(())
     }
 
+    /// A file written under its stage name (a leftover of that name is replaced).
+    fn stage_file(&mut self, rel: &Path, m: &Member, data: &mut dyn Read) -> Result<()> {
+        let (parent, _) = split(rel);
+        let tmp = stage_name(rel);
+        let flags =
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let dir = self.root.dir(parent, true)?;
+        let _ = nix::unistd::unlinkat(dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+        let fd = nix::fcntl::openat(dir, tmp.as_str(), flags, Mode::from_bits_truncate(0o600))
+            .map_err(|e| Error::from(errno_io(e)))?;
+        let mut md5 = self
+            .md5_of
+            .contains(rel)
+            .then(<md5::Md5 as md5::Digest>::new);
+        let result = self.fill_hashing(fd, m, data, rel, md5.as_mut());
+        if let Err(e) = result {
+            let dir = self.root.dir(parent, true)?;
+            let _ = nix::unistd::unlinkat(dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(e);
+        }
+        self.files.insert(rel.to_path_buf());
+        self.stats.files += 1;
+        self.stats.bytes += m.size;
+        self.staged.push(Staged {
+            rel: rel.to_path_buf(),
+            kind: EntryKind::File,
+            md5: md5.map(|h| crate::hash::hex(&md5::Digest::finalize(h))),
+        });
+        Ok(())
+    }
+
     /// Copies the data into `fd`, then sets owner, mode, extended attributes and times.
     fn fill(&mut self, fd: OwnedFd, m: &Member, data: &mut dyn Read, rel: &Path) -> Result<()> {
+        self.fill_hashing(fd, m, data, rel, None)
+    }
+
+    fn fill_hashing(
+        &mut self,
+        fd: OwnedFd,
+        m: &Member,
+        data: &mut dyn Read,
+        rel: &Path,
+        mut md5: Option<&mut md5::Md5>,
+    ) -> Result<()> {
         let mut f = File::from(fd);
         loop {
             let n = match data.read(&mut self.buf) {
@@ -507,6 +586,9 @@ impl Extractor {
                     return Err(Error::invalid("the package data cannot be read").with_source(e))
                 }
             };
+            if let Some(h) = md5.as_deref_mut() {
+                md5::Digest::update(h, &self.buf[..n]);
+            }
             f.write_all(&self.buf[..n])
                 .map_err(|e| write_error(e, self.root.path(), rel, m.size))?;
         }
@@ -544,6 +626,7 @@ impl Extractor {
             }
             Err(e) => return Err(Error::from(errno_io(e))),
         }
+        self.created_dirs.push(rel.to_path_buf());
         self.dirs.push((rel.to_path_buf(), m.clone()));
         self.stats.dirs += 1;
         Ok(())
@@ -552,8 +635,17 @@ impl Extractor {
     fn symlink(&mut self, rel: &Path, m: &Member) -> Result<()> {
         let target = std::ffi::OsStr::from_bytes(m.link.as_deref().unwrap_or_default());
         let (parent, name) = split(rel);
+        let staged = self.opts.stage.then(|| stage_name(rel));
         let dir = self.root.dir(parent, true)?;
-        let placed: String = match nix::unistd::symlinkat(target, dir, name) {
+        if let Some(tmp) = &staged {
+            let _ = nix::unistd::unlinkat(dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+        }
+        let made = match &staged {
+            Some(tmp) => nix::unistd::symlinkat(target, dir, tmp.as_str()),
+            None => nix::unistd::symlinkat(target, dir, name),
+        };
+        let placed: String = match made {
+            Ok(()) if staged.is_some() => staged.clone().unwrap_or_default(),
             Ok(()) => String::new(),
             Err(Errno::EEXIST) => {
                 let found = self.root.existing(rel)?;
@@ -596,7 +688,7 @@ impl Extractor {
                 nix::sys::stat::UtimensatFlags::NoFollowSymlink,
             )
             .map_err(errno_io)?;
-            if !placed.is_empty() {
+            if !placed.is_empty() && staged.is_none() {
                 nix::fcntl::renameat(dir, at, dir, name).map_err(errno_io)?;
             }
             Ok(())
@@ -609,6 +701,13 @@ impl Extractor {
         }
         self.symlinks.insert(rel.to_path_buf());
         self.stats.symlinks += 1;
+        if staged.is_some() {
+            self.staged.push(Staged {
+                rel: rel.to_path_buf(),
+                kind: EntryKind::Symlink,
+                md5: None,
+            });
+        }
         Ok(())
     }
 
@@ -621,6 +720,9 @@ impl Extractor {
             .ok_or_else(|| {
                 Error::invalid(format!("hard link to {shown}, which is not a file extracted from this package: refused"))
             })?;
+        if self.opts.stage {
+            return self.stage_hardlink(rel, &target);
+        }
         let (tparent, tname) = split(&target);
         let tdir = self
             .root
@@ -656,6 +758,29 @@ impl Extractor {
             Err(e) => return Err(Error::from(errno_io(e))),
         }
         self.stats.hardlinks += 1;
+        Ok(())
+    }
+
+    /// A hard link to the staged file `target`, itself under its stage name.
+    fn stage_hardlink(&mut self, rel: &Path, target: &Path) -> Result<()> {
+        let (tparent, _) = split(target);
+        let ttmp = stage_name(target);
+        let tdir = self
+            .root
+            .open_in(tparent, OFlag::O_PATH | OFlag::O_DIRECTORY)
+            .at(target)?;
+        let (parent, _) = split(rel);
+        let tmp = stage_name(rel);
+        let dir = self.root.dir(parent, true)?;
+        let _ = nix::unistd::unlinkat(dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+        nix::unistd::linkat(&tdir, ttmp.as_str(), dir, tmp.as_str(), AtFlags::empty())
+            .map_err(|e| Error::from(errno_io(e)))?;
+        self.stats.hardlinks += 1;
+        self.staged.push(Staged {
+            rel: rel.to_path_buf(),
+            kind: EntryKind::Hardlink,
+            md5: None,
+        });
         Ok(())
     }
 

@@ -20,6 +20,14 @@ pub struct Conf {
     /// Where pacman reads user hooks: `HookDir` lines, else `/etc/pacman.d/hooks` (a `HookDir`
     /// replaces that default).
     pub hookdirs: Vec<PathBuf>,
+    /// `RootDir`, when set.
+    pub rootdir: Option<PathBuf>,
+    /// `LogFile` [default: `/var/log/pacman.log`].
+    pub logfile: PathBuf,
+    /// `NoExtract`, `NoUpgrade` and `IgnorePkg` patterns, in file order.
+    pub noextract: Vec<String>,
+    pub noupgrade: Vec<String>,
+    pub ignorepkg: Vec<String>,
 }
 
 impl Conf {
@@ -31,6 +39,8 @@ impl Conf {
         let mut cachedirs: Vec<PathBuf> = Vec::new();
         let mut repos = Vec::new();
         let mut hookdirs: Vec<PathBuf> = Vec::new();
+        let (mut rootdir, mut logfile) = (None, None);
+        let (mut noextract, mut noupgrade, mut ignorepkg) = (Vec::new(), Vec::new(), Vec::new());
         let mut options = false;
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or("").trim();
@@ -49,6 +59,17 @@ impl Conf {
                 Some(("HookDir", v)) if options => {
                     hookdirs.extend(v.split_whitespace().map(PathBuf::from))
                 }
+                Some(("RootDir", v)) if options => rootdir = Some(PathBuf::from(v)),
+                Some(("LogFile", v)) if options => logfile = Some(PathBuf::from(v)),
+                Some(("NoExtract", v)) if options => {
+                    noextract.extend(v.split_whitespace().map(String::from))
+                }
+                Some(("NoUpgrade", v)) if options => {
+                    noupgrade.extend(v.split_whitespace().map(String::from))
+                }
+                Some(("IgnorePkg", v)) if options => {
+                    ignorepkg.extend(v.split_whitespace().map(String::from))
+                }
                 _ => {}
             }
         }
@@ -58,11 +79,21 @@ impl Conf {
         if hookdirs.is_empty() {
             hookdirs.push(PathBuf::from("/etc/pacman.d/hooks"));
         }
+        // As pacman: without DBPath and LogFile, both sit below RootDir.
+        let under_root = |p: &str| match &rootdir {
+            Some(r) => Path::new(r).join(p),
+            None => Path::new("/").join(p),
+        };
         Conf {
-            dbpath: dbpath.unwrap_or_else(|| PathBuf::from("/var/lib/pacman")),
+            dbpath: dbpath.unwrap_or_else(|| under_root("var/lib/pacman")),
             cachedirs,
             repos,
             hookdirs,
+            logfile: logfile.unwrap_or_else(|| under_root("var/log/pacman.log")),
+            rootdir,
+            noextract,
+            noupgrade,
+            ignorepkg,
         }
     }
 
@@ -216,6 +247,15 @@ mod tests {
         let d = Conf::parse("");
         assert_eq!(d.dbpath, Path::new("/var/lib/pacman"));
         assert_eq!(d.cachedirs, [Path::new("/var/cache/pacman/pkg")]);
+        assert_eq!(d.logfile, Path::new("/var/log/pacman.log"));
+        let n = Conf::parse(
+            "[options]\nNoExtract = usr/share/doc/* !usr/share/doc/keep\nNoUpgrade = etc/x\n\
+             IgnorePkg = linux linux-headers\nRootDir = /alt\n",
+        );
+        assert_eq!(n.noextract, ["usr/share/doc/*", "!usr/share/doc/keep"]);
+        assert_eq!(n.noupgrade, ["etc/x"]);
+        assert_eq!(n.ignorepkg, ["linux", "linux-headers"]);
+        assert_eq!(n.dbpath, Path::new("/alt/var/lib/pacman"));
         let h =
             Conf::parse("[options]\nHookDir = /etc/site-hooks/\n[core]\nHookDir = /not/options\n");
         assert_eq!(h.hookdirs, [Path::new("/etc/site-hooks/")]);
