@@ -148,7 +148,11 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         sources.push(Source { file, validation });
     }
     if !specs.is_empty() || m.get_one::<String>("match_kernel").is_some() {
-        sources.extend(fetch(ctx, m, &paths, &specs)?);
+        let fetched = fetch(ctx, m, &paths, &specs)?;
+        if fetched.is_empty() {
+            return Ok(exit::OK); // a dry run that would download: fetch-pkg said what
+        }
+        sources.extend(fetched);
     }
     let opts = Options {
         nodeps: m.get_flag("nodeps"),
@@ -230,12 +234,25 @@ fn fetch(ctx: &Ctx, m: &ArgMatches, paths: &Paths, specs: &[OsString]) -> Result
     for mirror in m.get_many::<String>("mirror").into_iter().flatten() {
         cmd.arg("--mirror").arg(mirror);
     }
-    for (flag, id) in [("--offline", "offline"), ("--skip-verify", "skip_verify"), ("-n", "dry_run")] {
+    for (flag, id) in [("--offline", "offline"), ("--skip-verify", "skip_verify")] {
         if m.get_flag(id) {
             cmd.arg(flag);
         }
     }
+    // A dry run downloads nothing: fetch-pkg says what it would fetch, and the plan stops
+    // there. Offline, the files are at hand and the plan goes on.
+    let plan_only = ctx.dry_run && !m.get_flag("offline");
+    if plan_only {
+        cmd.arg("-n");
+    }
     cmd.args(specs);
+    if plan_only {
+        let st = cmd.status().map_err(|e| Error::io(e, "running fetch-pkg"))?;
+        return match st.code() {
+            Some(0) => Ok(Vec::new()),
+            _ => Err(Error::new(Kind::Failed, "fetch-pkg -n failed (see above)")),
+        };
+    }
     cmd.stdout(std::process::Stdio::piped());
     ctx.debug(format!("fetching {} into {}", specs.iter().map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(" "), out.display()));
     let child = cmd.output().map_err(|e| Error::io(e, "running fetch-pkg"))?;
@@ -256,14 +273,14 @@ fn fetch(ctx: &Ctx, m: &ArgMatches, paths: &Paths, specs: &[OsString]) -> Result
         return Err(Error::missing("fetch-pkg found nothing to install"));
     }
     let validation = if m.get_flag("skip_verify") { Validation::None } else { Validation::Pgp };
-    Ok(files.into_iter().map(|f| Source { file: out.join(f), validation }).collect())
+    Ok(files.into_iter().map(|f| Source { file: PathBuf::from(f), validation }).collect())
 }
 
-/// The `"file": "NAME"` values of fetch-pkg's JSON list.
+/// The `"path": "FILE"` values of fetch-pkg's JSON list (file names hold no quotes).
 fn json_files(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = text;
-    while let Some(at) = rest.find("\"file\"") {
+    while let Some(at) = rest.find("\"path\"") {
         rest = &rest[at + 6..];
         let Some(q1) = rest.find('"') else { break };
         let after = &rest[q1 + 1..];

@@ -203,14 +203,20 @@ pub fn sync_entries(dbdir: &Path, repos: &[String], names: &[&str]) -> (Vec<DbEn
 
 /// The package files a pacman command line installs (`pacman -U FILE…`, URLs included), as
 /// given; `None` when `cmdline` (NUL-separated, as in `/proc/PID/cmdline`) is not pacman's or
-/// not an `-U`. Other arguments never parse as package file names, so they need no sorting out.
+/// not an `-U`. `rtool install FILE…` counts as an `-U`. Other arguments never parse as
+/// package file names, so they need no sorting out.
 pub fn upgrade_files(cmdline: &[u8]) -> Option<Vec<String>> {
-    let mut args = cmdline.split(|b| *b == 0).map(String::from_utf8_lossy);
+    let mut args = cmdline
+        .split(|b| *b == 0)
+        .map(String::from_utf8_lossy)
+        .peekable();
     let argv0 = args.next()?;
-    if argv0.rsplit('/').next() != Some("pacman") {
-        return None;
-    }
     let mut upgrade = false;
+    match argv0.rsplit('/').next() {
+        Some("pacman") => {}
+        Some("rtool") if args.peek().is_some_and(|a| a == "install") => upgrade = true,
+        _ => return None,
+    }
     let mut files = Vec::new();
     let mut options = true;
     for a in args {
@@ -323,6 +329,20 @@ mod tests {
             Some(1)
         );
         assert_eq!(upgrade_files(&cl(&["pacman", "-Syu", "linux"])), None);
+        assert_eq!(
+            upgrade_files(&cl(&[
+                "/usr/local/bin/rtool",
+                "install",
+                "--root",
+                "/mnt",
+                "linux-6.1.12.arch1-1-x86_64.pkg.tar.zst"
+            ])),
+            Some(vec!["linux-6.1.12.arch1-1-x86_64.pkg.tar.zst".to_string()])
+        );
+        assert_eq!(
+            upgrade_files(&cl(&["rtool", "extract", "x-1-1-any.pkg.tar"])),
+            None
+        );
         assert_eq!(
             upgrade_files(&cl(&[
                 "bash",

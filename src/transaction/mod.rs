@@ -120,6 +120,8 @@ pub struct Target {
     pub files: Vec<Vec<u8>>,
     pub install: Option<Vec<u8>>,
     pub changelog: Option<Vec<u8>>,
+    /// The mtimes `.INSTALL` and `.CHANGELOG` keep in the database (pacman -Qkk checks them).
+    pub meta_times: [(i64, u32); 2],
     pub backup: Vec<Vec<u8>>,
     /// The version it replaces.
     pub old: Option<Installed>,
@@ -164,6 +166,7 @@ pub fn load(src: Source) -> Result<Target> {
     let mut mtree_raw = None;
     let mut install = None;
     let mut changelog = None;
+    let mut meta_times = [(0, 0); 2];
     Package::open(&file)
         .map_err(ctx)?
         .for_each(|m, data| {
@@ -174,8 +177,14 @@ pub fn load(src: Source) -> Result<Target> {
             let slot = match name {
                 b".PKGINFO" => &mut pkginfo_raw,
                 b".MTREE" => &mut mtree_raw,
-                b".INSTALL" => &mut install,
-                b".CHANGELOG" => &mut changelog,
+                b".INSTALL" => {
+                    meta_times[0] = m.mtime;
+                    &mut install
+                }
+                b".CHANGELOG" => {
+                    meta_times[1] = m.mtime;
+                    &mut changelog
+                }
                 _ => return Ok(true),
             };
             let mut v = Vec::new();
@@ -234,6 +243,7 @@ pub fn load(src: Source) -> Result<Target> {
         files,
         install,
         changelog,
+        meta_times,
         backup,
         old: None,
     })
@@ -466,9 +476,16 @@ pub fn plan(
                     continue;
                 }
             }
+            // pacman matches --overwrite against the relative path and the path below its
+            // root; the path as the system itself sees it (`/usr/lib/…`) counts too.
             let overwrite = || {
-                let abs = [b"/".as_slice(), key].concat();
-                glob::last_match(opts.overwrite.iter().map(String::as_str), &abs) == Some(true)
+                let pats = || opts.overwrite.iter().map(String::as_str);
+                let bare = key.strip_suffix(b"/").unwrap_or(key);
+                let abs = [b"/".as_slice(), bare].concat();
+                let rooted = [paths.root.as_os_str().as_bytes(), abs.as_slice()].concat();
+                [key, abs.as_slice(), rooted.as_slice()]
+                    .iter()
+                    .any(|s| glob::last_match(pats(), s) == Some(true))
             };
             if !is_dir {
                 if let Some(o) = owner.get(key) {
@@ -487,6 +504,9 @@ pub fn plan(
                 Existing::Nothing => false,
                 Existing::Dir => !is_dir,
                 Existing::Symlink if is_dir => !root.is_dir_following(rel),
+                // An unowned file where the package has a backup file is not a conflict:
+                // it is kept, and the package's version goes beside it as .pacnew.
+                _ if !is_dir && t.backup.iter().any(|b| b == key) => false,
                 _ => is_dir || !(old.contains(key) || ours.contains(key)),
             };
             if clash && !overwrite() {
@@ -547,7 +567,9 @@ pub fn plan(
                     continue;
                 }
                 changes.paths.push((f.clone(), Op::Remove));
+                let noupgrade = paths.conf.noupgrade.iter().map(String::as_str);
                 if all_new.contains_key(f.as_slice())
+                    || glob::last_match(noupgrade, f) == Some(true)
                     || owner.contains_key(f.as_slice())
                     || dir_owned.contains(f.as_slice())
                 {

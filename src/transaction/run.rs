@@ -38,6 +38,16 @@ pub struct Outcome {
     pub failures: Vec<String>,
 }
 
+/// Fault injection for the crash tests: `RTOOL_FAULT=NAME` kills this process with SIGKILL
+/// when it reaches the point NAME (`staged`, `renamed`, `old-moved`, `committed`,
+/// `finishing`), exactly as a power cut or `kill -9` there would.
+fn fault_point(name: &str) {
+    if std::env::var_os("RTOOL_FAULT").is_some_and(|v| v == name) {
+        // SAFETY: raising a signal on ourselves.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+}
+
 fn io(e: Errno) -> std::io::Error {
     std::io::Error::from_raw_os_error(e as i32)
 }
@@ -95,6 +105,7 @@ pub fn execute(
         return Err(e.context("nothing was installed (the files written so far were removed)"));
     }
 
+    fault_point("staged");
     let local_dir = paths.local();
     std::fs::create_dir_all(&local_dir).map_err(|e| Error::path(e, &local_dir))?;
     let version_file = local_dir.join("ALPM_DB_VERSION");
@@ -136,6 +147,7 @@ pub fn execute(
             }
         }
     }
+    fault_point("finishing");
     journal::close(paths).map_err(interrupted)?;
     syncfs(&paths.root)?;
     log.line("ALPM", "transaction completed");
@@ -306,11 +318,22 @@ fn commit(
     if let Some(m) = &t.mtree_raw {
         write_entry_file(&jentry, "mtree", m)?;
     }
-    if let Some(i) = &t.install {
-        write_entry_file(&jentry, "install", i)?;
-    }
-    if let Some(c) = &t.changelog {
-        write_entry_file(&jentry, "changelog", c)?;
+    for (name, data, time) in [
+        ("install", &t.install, t.meta_times[0]),
+        ("changelog", &t.changelog, t.meta_times[1]),
+    ] {
+        if let Some(d) = data {
+            write_entry_file(&jentry, name, d)?;
+            let ts = nix::sys::time::TimeSpec::new(time.0, time.1 as i64);
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &jentry.join(name),
+                &ts,
+                &ts,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            )
+            .map_err(|e| Error::path(io(e), &jentry.join(name)))?;
+        }
     }
 
     for (s, place) in staged.iter().zip(&places) {
@@ -326,7 +349,8 @@ fn commit(
                 let mut pacnew = name.as_bytes().to_vec();
                 pacnew.extend_from_slice(b".pacnew");
                 let r = nix::fcntl::renameat(dir, tmp.as_str(), dir, OsStr::from_bytes(&pacnew));
-                let shown = format!("/{}", rooted::shown(&s.rel));
+                // As pacman -r logs it: the path below the root it works on.
+                let shown = paths.root.join(&s.rel).display().to_string();
                 ev.warn(&format!("{shown} installed as {shown}.pacnew"));
                 log.line(
                     "ALPM",
@@ -339,6 +363,7 @@ fn commit(
         .map_err(|e| Error::path(io(e), &paths.root.join(&s.rel)))?;
     }
     syncfs(&paths.root)?;
+    fault_point("renamed");
 
     // The old entry leaves local/ (into the journal), the new one arrives: from here the
     // database says the new version is installed, and its files are all in place.
@@ -352,6 +377,7 @@ fn commit(
         Some(o) => Some(o.dir.clone()),
         None => None,
     };
+    fault_point("old-moved");
     let dest = paths.local().join(t.id());
     if dest.exists() {
         // A reinstall of the same version whose entry was not moved (it never is: the old
@@ -360,6 +386,7 @@ fn commit(
     }
     std::fs::rename(&jentry, &dest).map_err(|e| Error::path(e, &dest))?;
     sync_dir(&paths.local());
+    fault_point("committed");
 
     if let Some(o) = &t.old {
         out.removed += remove_paths(&mut root, removes, o, ev);

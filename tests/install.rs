@@ -1,0 +1,428 @@
+//! `rtool install` judged by the real pacman: the same packages (built by the real makepkg,
+//! tests/fixtures/make-install-packages.sh) go into root A with `pacman -r A -U` and into root
+//! B with `rtool install --root B`, step by step; after every step the two trees, the local
+//! databases (desc but for %INSTALLDATE%, files, mtree, install), pacman.log, the scriptlets'
+//! and hooks' own logs must be the same. pacman then reads rtool's database: `-Qkk`, `-Qi`,
+//! and an upgrade by pacman from rtool's entry.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use common::{rtool, Cmd, Done};
+
+/// The makepkg-built packages, made once per test binary and kept between runs.
+fn install_fixtures() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("install-fixtures");
+        fs::create_dir_all(&dir).unwrap();
+        let _lock = common::lock(&dir.join(".lock"));
+        Cmd::new("bash")
+            .arg(
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures/make-install-packages.sh"),
+            )
+            .arg(&dir)
+            .run()
+            .success();
+        dir
+    })
+}
+
+fn pkg(name: &str) -> PathBuf {
+    install_fixtures().join(format!("{name}-x86_64.pkg.tar.zst"))
+}
+
+/// An Arch-like root: `/bin`, `/lib`, `/sbin` link into `/usr`, busybox is the shell.
+struct Sys {
+    dir: tempfile::TempDir,
+}
+
+impl Sys {
+    fn new() -> Sys {
+        let dir = tempfile::Builder::new()
+            .prefix("rtool-install-")
+            .tempdir()
+            .unwrap();
+        let r = dir.path();
+        for d in [
+            "usr/bin",
+            "usr/lib",
+            "etc",
+            "var/log",
+            "var/lib/pacman",
+            "tmp",
+        ] {
+            fs::create_dir_all(r.join(d)).unwrap();
+        }
+        for (l, t) in [("bin", "usr/bin"), ("lib", "usr/lib"), ("sbin", "usr/bin")] {
+            std::os::unix::fs::symlink(t, r.join(l)).unwrap();
+        }
+        fs::copy("/bin/busybox", r.join("usr/bin/busybox")).unwrap();
+        for l in ["sh", "false", "true"] {
+            std::os::unix::fs::symlink("busybox", r.join("usr/bin").join(l)).unwrap();
+        }
+        fs::write(
+            r.join("etc/pacman.conf"),
+            "[options]\nSigLevel = Never\nArchitecture = auto\n",
+        )
+        .unwrap();
+        Sys { dir }
+    }
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+    fn at(&self, p: &str) -> PathBuf {
+        self.root().join(p)
+    }
+    fn pacman(&self, args: &[&str]) -> Done {
+        let r = self.root().display().to_string();
+        Cmd::new("pacman")
+            .args([
+                "--config",
+                &format!("{r}/etc/pacman.conf"),
+                "-r",
+                &r,
+                "--noconfirm",
+            ])
+            .args(args)
+            .env("LANG", "C")
+            .run()
+    }
+    fn rtool_install(&self, pkgs: &[PathBuf]) -> Done {
+        rtool(["install", "--skip-verify", "--root"])
+            .arg(self.root())
+            .args(pkgs)
+            .run()
+    }
+    /// Every path with its type, mode, owner, size, link target and (files) md5; the logs,
+    /// /tmp and the desc files (compared apart) left out.
+    fn listing(&self) -> String {
+        let mut out = Vec::new();
+        walk(self.root(), self.root(), &mut out);
+        out.sort();
+        out.join("\n")
+    }
+    /// The local database: per entry, its files with desc's %INSTALLDATE% section removed.
+    fn db(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        let local = self.at("var/lib/pacman/local");
+        for e in fs::read_dir(&local).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !e.path().is_dir() {
+                m.insert(name.clone(), fs::read_to_string(e.path()).unwrap());
+                continue;
+            }
+            for f in fs::read_dir(e.path()).unwrap().flatten() {
+                let bytes = fs::read(f.path()).unwrap();
+                let text = if f.file_name() == "desc" {
+                    let t = String::from_utf8(bytes).unwrap();
+                    let date = t.find("%INSTALLDATE%\n").expect("desc has %INSTALLDATE%");
+                    let end = t[date..].find("\n\n").unwrap() + date + 2;
+                    format!("{}{}", &t[..date], &t[end..])
+                } else {
+                    format!("{bytes:?}")
+                };
+                m.insert(format!("{name}/{}", f.file_name().to_string_lossy()), text);
+            }
+        }
+        m
+    }
+    /// pacman.log without times and without the line naming the program that ran.
+    fn log(&self, name: &str) -> String {
+        let text = fs::read_to_string(self.at(&format!("var/log/{name}"))).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.contains("] Running '"))
+            .map(|l| match l.split_once("] ") {
+                Some((t, rest)) if t.starts_with('[') && name == "pacman.log" => rest,
+                _ => l,
+            })
+            .map(|l| l.replace(&self.root().display().to_string(), "ROOT"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        if rel == "var/log"
+            || rel == "tmp"
+            || (rel.starts_with("var/lib/pacman/local/") && rel.ends_with("/desc"))
+        {
+            continue;
+        }
+        let m = fs::symlink_metadata(&p).unwrap();
+        let ft = m.file_type();
+        let (kind, extra) = if ft.is_symlink() {
+            ('l', fs::read_link(&p).unwrap().display().to_string())
+        } else if ft.is_dir() {
+            ('d', String::new())
+        } else {
+            let sum = <sha2::Sha256 as sha2::Digest>::digest(fs::read(&p).unwrap());
+            (
+                'f',
+                format!("{} nlink={}", rtool::hash::hex(&sum), m.nlink()),
+            )
+        };
+        let size = if ft.is_dir() { 0 } else { m.size() };
+        out.push(format!(
+            "{rel} {kind} {:o} {}:{} {size} {extra}",
+            m.mode() & 0o7777,
+            m.uid(),
+            m.gid()
+        ));
+        if ft.is_dir() {
+            walk(root, &p, out);
+        }
+    }
+}
+
+/// The same step on both roots; `codes` are the exit statuses expected from pacman and rtool.
+#[track_caller]
+fn both(a: &Sys, b: &Sys, pkgs: &[&str], codes: (i32, i32)) -> (Done, Done) {
+    let files: Vec<PathBuf> = pkgs.iter().map(|p| pkg(p)).collect();
+    let mut args = vec!["-U"];
+    let strs: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    args.extend(strs.iter().map(String::as_str));
+    let p = a.pacman(&args);
+    let r = b.rtool_install(&files);
+    let ctx = format!(
+        "step {pkgs:?}\n--- pacman\n{}{}\n--- rtool\n{}{}",
+        p.stdout(),
+        p.stderr(),
+        r.stdout(),
+        r.stderr()
+    );
+    assert_eq!((p.code(), r.code()), codes, "{ctx}");
+    let (la, lb) = (a.listing(), b.listing());
+    if la != lb {
+        let diff: Vec<String> = la
+            .lines()
+            .filter(|l| !lb.lines().any(|m| m == *l))
+            .map(|l| format!("pacman only: {l}"))
+            .chain(
+                lb.lines()
+                    .filter(|l| !la.lines().any(|m| m == *l))
+                    .map(|l| format!("rtool only:  {l}")),
+            )
+            .collect();
+        panic!("trees differ after {pkgs:?}:\n{}\n{ctx}", diff.join("\n"));
+    }
+    assert_eq!(a.db(), b.db(), "databases differ after {pkgs:?}\n{ctx}");
+    for log in ["pacman.log", "rt-script.log", "rt-hook.log"] {
+        assert_eq!(
+            a.log(log),
+            b.log(log),
+            "{log} differs after {pkgs:?}\n{ctx}"
+        );
+    }
+    (p, r)
+}
+
+#[test]
+fn pacman_and_rtool_leave_the_same_system_step_by_step() {
+    common::require_root();
+    let (a, b) = (Sys::new(), Sys::new());
+    both(&a, &b, &["rt-base-1.0-1"], (0, 0));
+    // An upgrade: files the new version lacks go (old-dir/ with them), a hard link arrives.
+    both(&a, &b, &["rt-base-2.0-1"], (0, 0));
+    assert!(!b.at("usr/share/rt-base/old-dir").exists());
+    both(&a, &b, &["rt-cfg-1.0-1"], (0, 0));
+    for s in [&a, &b] {
+        fs::write(s.at("etc/rt-cfg.conf"), "setting = mine\n").unwrap();
+    }
+    // A changed backup file stays, the new one waits as .pacnew; untouched ones are replaced.
+    let (_, r) = both(&a, &b, &["rt-cfg-2.0-1"], (0, 0));
+    assert_eq!(
+        fs::read_to_string(b.at("etc/rt-cfg.conf")).unwrap(),
+        "setting = mine\n"
+    );
+    assert!(b.at("etc/rt-cfg.conf.pacnew").is_file());
+    assert!(
+        r.stdout().contains("/etc/rt-cfg.conf.pacnew"),
+        "{}",
+        r.stdout()
+    );
+    // Scriptlets run chrooted, with pacman's arguments.
+    both(&a, &b, &["rt-script-1.0-1"], (0, 0));
+    assert_eq!(
+        fs::read_to_string(b.at("var/log/rt-script.log")).unwrap(),
+        "pre_install 1.0-1\npost_install 1.0-1\n"
+    );
+    both(&a, &b, &["rt-hooks-1.0-1"], (0, 0));
+    // The hooks: a Pre package hook and a Post path hook with its targets on stdin.
+    both(&a, &b, &["rt-base-2.0-1"], (0, 0));
+    assert!(fs::read_to_string(b.at("var/log/rt-hook.log"))
+        .unwrap()
+        .contains("path usr/share/rt-base/common.txt"));
+    // A failing PostTransaction hook: pacman says exit 0, rtool says so loudly (8).
+    let (_, r) = both(&a, &b, &["rt-script-2.0-1"], (0, 8));
+    assert!(
+        r.stderr().contains("FAILED: hook 60-rt-fail.hook"),
+        "{}",
+        r.stderr()
+    );
+    // Two targets in one transaction, the dependency given last; a provision satisfies.
+    both(&a, &b, &["rt-needs-virtual-1.0-1", "rt-dep-1.0-1"], (0, 0));
+    both(&a, &b, &["rt-needs-2-1.0-1"], (0, 0));
+    // Refusals change nothing: a downgrade that breaks an installed dependency, a package
+    // conflict, a file conflict.
+    let (_, r) = both(&a, &b, &["rt-base-1.0-1"], (1, 1));
+    assert!(
+        r.stderr()
+            .contains("rt-base>=2.0 (required by installed rt-needs-2)"),
+        "{}",
+        r.stderr()
+    );
+    let (_, r) = both(&a, &b, &["rt-conflict-1.0-1"], (1, 1));
+    assert!(
+        r.stderr()
+            .contains("rt-conflict conflicts with installed rt-dep"),
+        "{}",
+        r.stderr()
+    );
+    let (_, r) = both(&a, &b, &["rt-clash-1.0-1"], (1, 1));
+    assert!(
+        r.stderr()
+            .contains("/usr/share/rt-base/common.txt exists in filesystem (owned by rt-base)"),
+        "{}",
+        r.stderr()
+    );
+
+    // pacman reads rtool's database as its own.
+    let norm = |s: &Sys, d: Done| d.stdout().replace(&s.root().display().to_string(), "ROOT");
+    let qkk_a = norm(&a, a.pacman(&["-Qkk"]));
+    let qkk_b = norm(&b, b.pacman(&["-Qkk"]));
+    assert_eq!(qkk_a, qkk_b);
+    assert!(
+        qkk_b.contains("rt-base: 14 total files, 0 altered files"),
+        "{qkk_b}"
+    );
+    for name in [
+        "rt-base",
+        "rt-cfg",
+        "rt-script",
+        "rt-dep",
+        "rt-needs-virtual",
+    ] {
+        let qi = |s: &Sys| {
+            s.pacman(&["-Qi", name])
+                .success()
+                .stdout()
+                .lines()
+                .filter(|l| !l.starts_with("Install Date"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(qi(&a), qi(&b), "pacman -Qi {name}");
+    }
+    // And pacman upgrades (here downgrades) from rtool's entries.
+    for s in [&a, &b] {
+        let f = pkg("rt-cfg-1.0-1").display().to_string();
+        s.pacman(&["-U", &f]).success();
+        let f = pkg("rt-script-1.0-1").display().to_string();
+        s.pacman(&["-U", &f]).success();
+    }
+    assert_eq!(a.listing(), b.listing());
+    assert_eq!(a.db(), b.db());
+}
+
+#[test]
+fn real_arch_packages_install_as_pacman_installs_them() {
+    common::require_root();
+    let (a, b) = (Sys::new(), Sys::new());
+    let cmatrix = common::real_arch("cmatrix-2.0-3-x86_64.pkg.tar.zst");
+    // Signed by its real packager: verified against Arch's keyring, recorded as pgp.
+    let r = rtool(["install", "--nodeps", "--root"])
+        .arg(b.root())
+        .arg(&cmatrix)
+        .run()
+        .success();
+    assert!(r.stderr().contains("--nodeps"), "{}", r.stderr());
+    let desc = fs::read_to_string(b.at("var/lib/pacman/local/cmatrix-2.0-3/desc")).unwrap();
+    assert!(desc.contains("%VALIDATION%\npgp\n"), "{desc}");
+    assert!(desc.contains("%XDATA%\npkgtype=pkg\n"), "{desc}");
+    let archey = common::real_arch("archey3.pkg.tar.xz");
+    rtool(["install", "--nodeps", "--skip-verify", "--root"])
+        .arg(b.root())
+        .arg(&archey)
+        .run()
+        .success();
+    for f in [&cmatrix, &archey] {
+        a.pacman(&["-Udd", &f.display().to_string()]).success();
+    }
+    assert_eq!(a.listing(), b.listing());
+    // Debian's pacman 6.0.2 reads Arch's md5-less mtrees with complaints of its own: rtool's
+    // install must draw exactly the same ones as pacman's.
+    let qkk = |s: &Sys| {
+        s.pacman(&["-Qkk"])
+            .stdout()
+            .replace(&s.root().display().to_string(), "ROOT")
+    };
+    assert_eq!(qkk(&a), qkk(&b));
+    // Without its signature beside it, a package file is refused unless --skip-verify.
+    let c = Sys::new();
+    let lone = c.at("tmp/cmatrix-2.0-3-x86_64.pkg.tar.zst");
+    fs::copy(&cmatrix, &lone).unwrap();
+    rtool(["install", "--nodeps", "--root"])
+        .arg(c.root())
+        .arg(&lone)
+        .run()
+        .status(5)
+        .stderr_has("no signature beside it");
+    // A signature that does not match is refused before anything is written.
+    fs::copy(
+        common::real_arch("cmatrix-2.0-3-x86_64.pkg.tar.zst.sig"),
+        c.at("tmp/archey3.pkg.tar.xz.sig"),
+    )
+    .unwrap();
+    fs::copy(&archey, c.at("tmp/archey3.pkg.tar.xz")).unwrap();
+    rtool(["install", "--nodeps", "--root"])
+        .arg(c.root())
+        .arg(c.at("tmp/archey3.pkg.tar.xz"))
+        .run()
+        .status(5);
+    assert!(
+        !c.at("var/lib/pacman/local").exists()
+            || fs::read_dir(c.at("var/lib/pacman/local")).unwrap().count() == 0
+    );
+}
+
+#[test]
+fn specs_are_fetched_and_verified_first() {
+    common::require_root();
+    let b = Sys::new();
+    let cache = tempfile::tempdir().unwrap();
+    for f in [
+        "cmatrix-2.0-3-x86_64.pkg.tar.zst",
+        "cmatrix-2.0-3-x86_64.pkg.tar.zst.sig",
+    ] {
+        fs::copy(common::real_arch(f), cache.path().join(f)).unwrap();
+    }
+    rtool(["install", "--nodeps", "--offline", "-o"])
+        .arg(cache.path())
+        .arg("--root")
+        .arg(b.root())
+        .arg("cmatrix=2.0-3")
+        .run()
+        .success()
+        .stdout_has("installed cmatrix (2.0-3)");
+    assert!(b.at("usr/bin/cmatrix").is_file());
+    // -n on an installed package: the plan, nothing written.
+    let before = b.listing();
+    rtool(["install", "-n", "--nodeps", "--offline", "-o"])
+        .arg(cache.path())
+        .arg("--root")
+        .arg(b.root())
+        .arg("cmatrix")
+        .run()
+        .success()
+        .stdout_has("would install cmatrix 2.0-3 -> 2.0-3 (reinstalled)");
+    assert_eq!(before, b.listing());
+}
