@@ -169,7 +169,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
 
     let _lock = if ctx.dry_run { None } else { Some(journal::Lock::take(&paths, &ctx.host_path("/proc"), &mut ev)?) };
     let mut installed = local::read_all(&paths.local())?;
-    let recovered = if ctx.dry_run { journal::Recovered::default() } else { journal::recover(&paths, &installed, &mut ev)? };
+    let recovered = journal::recover(&paths, &installed, ctx.dry_run, &mut ev)?;
     if !recovered.waiting_old.is_empty() || !recovered.pending.is_empty() {
         installed = local::read_all(&paths.local())?;
     }

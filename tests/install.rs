@@ -426,3 +426,88 @@ fn specs_are_fetched_and_verified_first() {
         .stdout_has("would install cmatrix 2.0-3 -> 2.0-3 (reinstalled)");
     assert_eq!(before, b.listing());
 }
+
+/// The fake but valid kernel packages of tests/fixtures/make-hook-packages.sh.
+fn kernel_packages() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hook-packages");
+        let images = dir.join("images");
+        fs::create_dir_all(&images).unwrap();
+        let _lock = common::lock(&dir.join(".lock"));
+        for k in ["6.1.12-arch1-1", "6.1.20-arch1-1", "6.2.8-arch1-1"] {
+            fs::write(images.join(k), rtool::kernel::bzimage::fake_image(k)).unwrap();
+        }
+        Cmd::new("bash")
+            .arg(
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures/make-hook-packages.sh"),
+            )
+            .arg(&dir)
+            .arg(&images)
+            .run()
+            .success();
+        dir
+    })
+}
+
+#[test]
+fn a_kernel_downgrade_matches_pacmans_with_rtools_hooks_in_the_root() {
+    common::require_root();
+    let file = |p: &str| {
+        kernel_packages()
+            .join(format!("{p}-x86_64.pkg.tar.zst"))
+            .display()
+            .to_string()
+    };
+    let (a, b) = (Sys::new(), Sys::new());
+    for s in [&a, &b] {
+        fs::create_dir_all(s.at("etc/pacman.d/hooks")).unwrap();
+        s.pacman(&["-U", &file("linux-6.2.8.arch1-1")]).success();
+        rtool(["hook", "install", "--root"])
+            .arg(s.root())
+            .run()
+            .success();
+    }
+    // pacman -r reads the host's hook directory: point it at the root's, as the system would.
+    let hookdir = a.at("etc/pacman.d/hooks").display().to_string();
+    let p = a
+        .pacman(&["--hookdir", &hookdir, "-U", &file("linux-6.1.20.arch1-1")])
+        .success();
+    let r = rtool(["install", "--skip-verify", "--root"])
+        .arg(b.root())
+        .arg(file("linux-6.1.20.arch1-1"))
+        .run();
+    let (po, ro) = (p.stdout(), format!("{}{}", r.stdout(), r.stderr()));
+    assert!(
+        ro.contains("downgraded linux (6.2.8.arch1-1 -> 6.1.20.arch1-1)"),
+        "{ro}"
+    );
+    // The same hooks ran, and found the same thing: this root has no /boot, so the kernel
+    // cannot be kept and preflight says the system will not boot. pacman exits 0 all the
+    // same; rtool names the failed hooks and exits 8.
+    for want in [
+        "rtool preflight: /",
+        "DO NOT REBOOT",
+        "no kernel (vmlinuz-*) in /boot",
+    ] {
+        assert!(po.contains(want), "pacman: {want:?} missing:\n{po}");
+        assert!(ro.contains(want), "rtool: {want:?} missing:\n{ro}");
+    }
+    assert_eq!(r.code(), 8, "{ro}");
+    assert!(ro.contains("FAILED: hook 99-rtool-preflight.hook"), "{ro}");
+    for s in [&a, &b] {
+        assert!(s.at("usr/lib/modules/6.1.20-arch1-1/vmlinuz").is_file());
+        assert!(s
+            .at("var/lib/pacman/local/linux-6.1.20.arch1-1/desc")
+            .is_file());
+        assert!(!s.at("var/lib/pacman/local/linux-6.2.8.arch1-1").exists());
+    }
+    // What the newer kernel had and the older lacks is gone alike (kernel-keep may keep the
+    // previous kernel's modules, in both or neither).
+    assert_eq!(
+        a.at("usr/lib/modules/6.2.8-arch1-1").exists(),
+        b.at("usr/lib/modules/6.2.8-arch1-1").exists()
+    );
+    assert_eq!(a.db(), b.db());
+}

@@ -626,6 +626,18 @@ impl Extractor {
             }
             Err(e) => return Err(Error::from(errno_io(e))),
         }
+        if self.opts.stage {
+            // A staged install may be killed before `finish`: the directory gets its owner
+            // and mode now, so a rerun (which keeps existing directories) finds them right.
+            let r = self
+                .root
+                .open_in(
+                    rel,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+                )
+                .and_then(|fd| self.meta_fd(fd.as_fd(), m));
+            r.map_err(|e| Error::path(e, rel))?;
+        }
         self.created_dirs.push(rel.to_path_buf());
         self.dirs.push((rel.to_path_buf(), m.clone()));
         self.stats.dirs += 1;

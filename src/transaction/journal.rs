@@ -106,7 +106,14 @@ pub struct Recovered {
 
 /// Reads the journal; finishes the packages whose new entry reached `local/` (their old
 /// entry's leftovers are removed) and returns the rest. `installed` is `local/` as read.
-pub fn recover(paths: &Paths, installed: &[Installed], ev: &mut dyn Events) -> Result<Recovered> {
+/// With `dry_run`, nothing is changed and nothing is said: the pending file lists are read
+/// so that a plan shows what the real run would do.
+pub fn recover(
+    paths: &Paths,
+    installed: &[Installed],
+    dry_run: bool,
+    ev: &mut dyn Events,
+) -> Result<Recovered> {
     let dir = paths.journal();
     let mut out = Recovered::default();
     if !dir.is_dir() {
@@ -116,6 +123,13 @@ pub fn recover(paths: &Paths, installed: &[Installed], ev: &mut dyn Events) -> R
         out.pending.insert(e.name.clone(), e.files.clone());
     }
     let old = local::read_all(&dir.join("old"))?;
+    if dry_run {
+        out.waiting_old = old
+            .into_iter()
+            .filter(|o| !installed.iter().any(|i| i.name == o.name))
+            .collect();
+        return Ok(out);
+    }
     if !out.pending.is_empty() || !old.is_empty() {
         let mut names: Vec<&str> = out.pending.keys().map(String::as_str).collect();
         names.extend(old.iter().map(|o| o.name.as_str()));

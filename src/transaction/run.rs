@@ -81,9 +81,12 @@ pub fn execute(
     }
     log.line("ALPM", "transaction started");
 
-    let jdir = journal::open(paths)?;
+    let jdir = paths.journal();
     let mut staged: Vec<(Vec<Staged>, Vec<PathBuf>)> = Vec::new();
+    // Everything that needs space happens here, before the first rename: the journal, the
+    // staged files, the complete database entries. A failure undoes all of it.
     let stage_result = (|| -> Result<()> {
+        journal::open(paths)?;
         for t in &plan.targets {
             // The file list first: a rerun after a kill knows these files are this run's.
             let entry = jdir.join(t.id());
@@ -93,6 +96,14 @@ pub fn execute(
             staged.push((Vec::new(), Vec::new()));
             let slot = staged.len() - 1;
             stage(paths, t, opts, ev, &mut staged[slot])?;
+            write_entry(&entry, t, &staged[slot].0, opts)?;
+        }
+        let local_dir = paths.local();
+        std::fs::create_dir_all(&local_dir).map_err(|e| Error::path(e, &local_dir))?;
+        let version_file = local_dir.join("ALPM_DB_VERSION");
+        if !version_file.exists() {
+            let v = format!("{}\n", local::DB_VERSION);
+            crate::sys::write_atomic(&version_file, v.as_bytes(), 0o644)?;
         }
         syncfs(&paths.root)
     })();
@@ -106,16 +117,6 @@ pub fn execute(
     }
 
     fault_point("staged");
-    let local_dir = paths.local();
-    std::fs::create_dir_all(&local_dir).map_err(|e| Error::path(e, &local_dir))?;
-    let version_file = local_dir.join("ALPM_DB_VERSION");
-    if !version_file.exists() {
-        crate::sys::write_atomic(
-            &version_file,
-            format!("{}\n", local::DB_VERSION).as_bytes(),
-            0o644,
-        )?;
-    }
     let interrupted = |e: Error| {
         e.context("the transaction stopped in the middle: run the same command again to finish it")
     };
@@ -135,7 +136,6 @@ pub fn execute(
             t,
             &staged[i].0,
             &plan.removes[i],
-            opts,
             ev,
             &mut log,
             &mut out,
@@ -185,6 +185,48 @@ fn now() -> i64 {
 
 fn write_entry_file(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
     crate::sys::write_atomic(&dir.join(name), data, 0o644)
+}
+
+/// The complete database entry of `t`, in the journal: desc, files (with the md5 of each
+/// backup file as the package brings it, which is what pacman records), mtree, install,
+/// changelog.
+fn write_entry(entry: &Path, t: &Target, staged: &[Staged], opts: &Options) -> Result<()> {
+    let mut backup_hashes: Vec<(Vec<u8>, String)> = staged
+        .iter()
+        .filter_map(|s| {
+            let key = s.rel.as_os_str().as_bytes();
+            let hash = s.md5.clone()?;
+            t.backup
+                .iter()
+                .any(|b| b == key)
+                .then(|| (key.to_vec(), hash))
+        })
+        .collect();
+    // In the package's own order.
+    backup_hashes.sort_by_key(|(p, _)| t.backup.iter().position(|b| b == p));
+    write_entry_file(entry, "desc", desc_for(t, opts).as_bytes())?;
+    write_entry_file(entry, "files", &local::files(&t.files, &backup_hashes))?;
+    if let Some(m) = &t.mtree_raw {
+        write_entry_file(entry, "mtree", m)?;
+    }
+    for (name, data, time) in [
+        ("install", &t.install, t.meta_times[0]),
+        ("changelog", &t.changelog, t.meta_times[1]),
+    ] {
+        if let Some(d) = data {
+            write_entry_file(entry, name, d)?;
+            let ts = nix::sys::time::TimeSpec::new(time.0, time.1 as i64);
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &entry.join(name),
+                &ts,
+                &ts,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            )
+            .map_err(|e| Error::path(io(e), &entry.join(name)))?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes every member of `t` under its stage name.
@@ -279,28 +321,23 @@ fn commit(
     t: &Target,
     staged: &[Staged],
     removes: &[Vec<u8>],
-    opts: &Options,
     ev: &mut dyn Events,
     log: &mut Log,
     out: &mut Outcome,
 ) -> Result<()> {
     let mut root = Root::open(&paths.root)?;
     let noupgrade = &paths.conf.noupgrade;
-    let mut backup_hashes: Vec<(Vec<u8>, String)> = Vec::new();
     let mut places = Vec::with_capacity(staged.len());
     for s in staged {
         let key = s.rel.as_os_str().as_bytes();
         let is_backup = t.backup.iter().any(|b| b == key);
         let exists_file = root.existing(&s.rel).ok() == Some(Existing::File);
         let mut place = Place::Replace;
-        if is_backup && s.kind == EntryKind::File {
+        if is_backup && s.kind == EntryKind::File && exists_file {
             let new = s.md5.clone().unwrap_or_default();
-            if exists_file {
-                let local = md5_of(&root, &s.rel)?;
-                let orig = t.old.as_ref().and_then(|o| o.backup_hash(key));
-                place = backup_place(&local, &new, orig);
-            }
-            backup_hashes.push((key.to_vec(), new));
+            let local = md5_of(&root, &s.rel)?;
+            let orig = t.old.as_ref().and_then(|o| o.backup_hash(key));
+            place = backup_place(&local, &new, orig);
         }
         if exists_file && glob::last_match(noupgrade.iter().map(String::as_str), key) == Some(true)
         {
@@ -308,33 +345,7 @@ fn commit(
         }
         places.push(place);
     }
-    // Backup entries in the package's own order, for files it really has.
-    backup_hashes.sort_by_key(|(p, _)| t.backup.iter().position(|b| b == p));
-
-    // The complete entry, still in the journal.
     let jentry = paths.journal().join(t.id());
-    write_entry_file(&jentry, "desc", desc_for(t, opts).as_bytes())?;
-    write_entry_file(&jentry, "files", &local::files(&t.files, &backup_hashes))?;
-    if let Some(m) = &t.mtree_raw {
-        write_entry_file(&jentry, "mtree", m)?;
-    }
-    for (name, data, time) in [
-        ("install", &t.install, t.meta_times[0]),
-        ("changelog", &t.changelog, t.meta_times[1]),
-    ] {
-        if let Some(d) = data {
-            write_entry_file(&jentry, name, d)?;
-            let ts = nix::sys::time::TimeSpec::new(time.0, time.1 as i64);
-            nix::sys::stat::utimensat(
-                nix::fcntl::AT_FDCWD,
-                &jentry.join(name),
-                &ts,
-                &ts,
-                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-            )
-            .map_err(|e| Error::path(io(e), &jentry.join(name)))?;
-        }
-    }
 
     for (s, place) in staged.iter().zip(&places) {
         let (parent, name) = split(&s.rel);
@@ -764,11 +775,12 @@ impl Log {
 
 /// Local time as pacman logs it (`%FT%T%z`).
 fn timestamp() -> String {
-    let t = now() as libc::time_t;
-    // SAFETY: localtime_r and strftime write only into the structures and buffer given.
+    let t: i64 = now();
+    // SAFETY: localtime_r and strftime write only into the structures and buffer given;
+    // time_t is 64 bits on x86_64 (musl and glibc alike).
     unsafe {
         let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
+        if libc::localtime_r((&t as *const i64).cast(), &mut tm).is_null() {
             return t.to_string();
         }
         let mut buf = [0u8; 64];
