@@ -539,9 +539,16 @@ impl Extractor {
         let flags =
             OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let dir = self.root.dir(parent, true)?;
-        let _ = nix::unistd::unlinkat(dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
-        let fd = nix::fcntl::openat(dir, tmp.as_str(), flags, Mode::from_bits_truncate(0o600))
-            .map_err(|e| Error::from(errno_io(e)))?;
+        let mode = Mode::from_bits_truncate(0o600);
+        // A leftover of an interrupted run is removed only when there is one.
+        let fd = match nix::fcntl::openat(dir, tmp.as_str(), flags, mode) {
+            Err(Errno::EEXIST) => {
+                let _ = nix::unistd::unlinkat(dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+                nix::fcntl::openat(dir, tmp.as_str(), flags, mode)
+            }
+            r => r,
+        }
+        .map_err(|e| Error::from(errno_io(e)))?;
         let mut md5 = self
             .md5_of
             .contains(rel)
