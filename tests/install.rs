@@ -511,3 +511,28 @@ fn a_kernel_downgrade_matches_pacmans_with_rtools_hooks_in_the_root() {
     );
     assert_eq!(a.db(), b.db());
 }
+
+#[test]
+fn noextract_and_noupgrade_are_honoured_as_pacman_honours_them() {
+    common::require_root();
+    let (a, b) = (Sys::new(), Sys::new());
+    for s in [&a, &b] {
+        fs::write(
+            s.at("etc/pacman.conf"),
+            "[options]\nSigLevel = Never\nArchitecture = auto\n\
+             NoExtract = usr/share/rt-base/only-* !usr/share/rt-base/only-v2.txt\n\
+             NoUpgrade = usr/share/rt-base/common.txt\n",
+        )
+        .unwrap();
+    }
+    both(&a, &b, &["rt-base-1.0-1"], (0, 0));
+    assert!(!b.at("usr/share/rt-base/only-v1.txt").exists());
+    both(&a, &b, &["rt-base-2.0-1"], (0, 0));
+    // The last pattern wins: only-v2.txt is extracted after all.
+    assert!(b.at("usr/share/rt-base/only-v2.txt").is_file());
+    assert_eq!(
+        fs::read_to_string(b.at("usr/share/rt-base/common.txt")).unwrap(),
+        "common v1\n"
+    );
+    assert!(b.at("usr/share/rt-base/common.txt.pacnew").is_file());
+}
