@@ -14,27 +14,8 @@ use std::path::{Path, PathBuf};
 
 use common::{rtool, Cmd, Done};
 
-/// The makepkg-built packages, made once per test binary and kept between runs.
-fn install_fixtures() -> &'static Path {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("install-fixtures");
-        fs::create_dir_all(&dir).unwrap();
-        let _lock = common::lock(&dir.join(".lock"));
-        Cmd::new("bash")
-            .arg(
-                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("tests/fixtures/make-install-packages.sh"),
-            )
-            .arg(&dir)
-            .run()
-            .success();
-        dir
-    })
-}
-
 fn pkg(name: &str) -> PathBuf {
-    install_fixtures().join(format!("{name}-x86_64.pkg.tar.zst"))
+    common::install_pkg(name)
 }
 
 /// An Arch-like root: `/bin`, `/lib`, `/sbin` link into `/usr`, busybox is the shell.

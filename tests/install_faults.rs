@@ -18,32 +18,8 @@ use std::time::Duration;
 
 use common::{in_mount_ns, rtool, Cmd, Done};
 
-/// The makepkg-built packages (tests/fixtures/make-install-packages.sh), made once per test
-/// binary and kept between runs; tests/install.rs builds into the same place.
-fn install_fixtures() -> &'static Path {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("install-fixtures");
-        fs::create_dir_all(&dir).expect("fixture dir");
-        let lock = common::lock(&dir.join(".lock"));
-        Cmd::new("bash")
-            .arg(
-                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("tests/fixtures/make-install-packages.sh"),
-            )
-            .arg(&dir)
-            .run()
-            .success();
-        drop(lock);
-        dir
-    })
-}
-
-/// `rt-base-1.0-1` → its package file.
 fn pkg(name: &str) -> PathBuf {
-    let p = install_fixtures().join(format!("{name}-x86_64.pkg.tar.zst"));
-    assert!(p.is_file(), "fixture {} is missing", p.display());
-    p
+    common::install_pkg(name)
 }
 
 /// Debian's kernel module tree as a pacman package: ~4900 members, 93 MiB.

@@ -602,6 +602,13 @@ impl Extractor {
         self.meta_fd(f.as_fd(), m).at(rel)
     }
 
+    /// Owner, mode and times of the directory `rel`, from its member.
+    fn dir_meta(&self, rel: &Path, m: &Member) -> io::Result<()> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
+        let fd = self.root.open_in(rel, flags)?;
+        self.meta_fd(fd.as_fd(), m)
+    }
+
     fn meta_fd(&self, fd: BorrowedFd<'_>, m: &Member) -> io::Result<()> {
         if self.opts.owners {
             nix::unistd::fchown(fd, Some(Uid::from_raw(m.uid)), Some(Gid::from_raw(m.gid)))
@@ -636,14 +643,7 @@ impl Extractor {
         if self.opts.stage {
             // A staged install may be killed before `finish`: the directory gets its owner
             // and mode now, so a rerun (which keeps existing directories) finds them right.
-            let r = self
-                .root
-                .open_in(
-                    rel,
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
-                )
-                .and_then(|fd| self.meta_fd(fd.as_fd(), m));
-            r.map_err(|e| Error::path(e, rel))?;
+            self.dir_meta(rel, m).map_err(|e| Error::path(e, rel))?;
         }
         self.created_dirs.push(rel.to_path_buf());
         self.dirs.push((rel.to_path_buf(), m.clone()));
@@ -860,14 +860,7 @@ impl Extractor {
         dirs.sort_by(|a, b| b.0.cmp(&a.0));
         let mut first_err = None;
         for (rel, m) in &dirs {
-            let r = self
-                .root
-                .open_in(
-                    rel,
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
-                )
-                .and_then(|fd| self.meta_fd(fd.as_fd(), m));
-            if let Err(e) = r {
+            if let Err(e) = self.dir_meta(rel, m) {
                 first_err.get_or_insert(Error::path(e, rel));
             }
         }

@@ -140,15 +140,20 @@ pub fn recover(
             names.join(", ")
         ));
     }
+    // What the installed packages own stays; built once for every finished package.
+    let keep: HashSet<&[u8]> = installed
+        .iter()
+        .flat_map(|i| i.files.iter().map(Vec::as_slice))
+        .collect();
+    let mut root = None;
     for o in old {
         match installed.iter().find(|i| i.name == o.name) {
             Some(now) => {
                 // The new entry was committed: remove what only the old version had.
-                let keep: HashSet<&[u8]> = installed
-                    .iter()
-                    .flat_map(|i| i.files.iter().map(Vec::as_slice))
-                    .collect();
-                let mut root = crate::archive::rooted::Root::open(&paths.root)?;
+                let root = match &mut root {
+                    Some(r) => r,
+                    None => root.insert(crate::archive::rooted::Root::open(&paths.root)?),
+                };
                 let left: Vec<Vec<u8>> = o
                     .files
                     .iter()
@@ -156,7 +161,7 @@ pub fn recover(
                     .filter(|f| !keep.contains(f.as_slice()))
                     .cloned()
                     .collect();
-                super::run::remove_paths(&mut root, &left, &o, ev);
+                super::run::remove_paths(root, &left, &o, ev);
                 ev.note(&format!(
                     "finished replacing {} {} by {}",
                     o.name, o.version, now.version

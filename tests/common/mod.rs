@@ -347,6 +347,34 @@ pub fn fixtures() -> &'static Path {
     })
 }
 
+/// The makepkg-built packages of tests/fixtures/make-install-packages.sh, made once per test
+/// binary (one at a time across binaries) and kept between runs.
+pub fn install_fixtures() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("install-fixtures");
+        fs::create_dir_all(&dir).expect("fixture dir");
+        let lock = lock(&dir.join(".lock"));
+        Cmd::new("bash")
+            .arg(
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures/make-install-packages.sh"),
+            )
+            .arg(&dir)
+            .run()
+            .success();
+        drop(lock);
+        dir
+    })
+}
+
+/// `rt-base-1.0-1` → its package file among [`install_fixtures`].
+pub fn install_pkg(name: &str) -> PathBuf {
+    let p = install_fixtures().join(format!("{name}-x86_64.pkg.tar.zst"));
+    assert!(p.is_file(), "fixture {} is missing", p.display());
+    p
+}
+
 /// The real Arch packages shipped beside the repository.
 pub fn real_arch(name: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
