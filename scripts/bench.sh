@@ -101,19 +101,27 @@ trap 'echo "install bench failed; the tools said:" >&2; cat "$work/install.err" 
 for i in $(seq "$rounds"); do
     mkroot "$work/r1"; mkroot "$work/r2"
     if (( i % 2 )); then first=rtool; in_rtool; in_pacman; else first=pacman; in_pacman; in_rtool; fi 2>>"$work/install.err"
-    printf '  round %d: rtool %6.2f s   pacman %6.2f s   (%s first)\n' "$i" \
-        "$(tail -1 "$work/install-rtool.t")" "$(tail -1 "$work/install-pacman.t")" "$first"
+    # The floor: no installer can finish before the package is decompressed, once, on one core.
+    run install-zstd sh -c "zstd -dc '$p' > /dev/null"
+    printf '  round %d: rtool %6.2f s   pacman %6.2f s   zstd -dc %6.2f s   (%s first)\n' "$i" \
+        "$(tail -1 "$work/install-rtool.t")" "$(tail -1 "$work/install-pacman.t")" \
+        "$(tail -1 "$work/install-zstd.t")" "$first"
 done
 trap - EXIT
 # stats NAME LABEL: min, median and max of NAME's rounds, and its peak RSS
 stats() {
-    printf '  %-15s min %6.2f  median %6.2f  max %6.2f s   peak RSS %d MiB\n' "$2" "$(minof "$work/$1.t")" \
+    printf '  %-17s min %6.2f  median %6.2f  max %6.2f s   peak RSS %d MiB\n' "$2" "$(minof "$work/$1.t")" \
         "$(median "$work/$1.t")" "$(maxof "$work/$1.t")" $(( $(maxof "$work/$1.m") / 1024 ))
 }
 stats install-rtool 'rtool install'
 stats install-pacman 'pacman -U'
+stats install-zstd 'zstd -dc (floor)'
 awk -v r="$(median "$work/install-rtool.t")" -v q="$(median "$work/install-pacman.t")" \
-    'BEGIN { printf "  ratio pacman/rtool    %.2fx faster (target: rtool >= 1.5x faster)\n", q / r }'
+    -v z="$(median "$work/install-zstd.t")" 'BEGIN {
+    printf "  ratio pacman/rtool    %.2fx faster (target: rtool >= 1.5x faster)\n", q / r
+    printf "  ratio pacman/floor    %.2fx: the most any installer could reach here\n", q / z
+    printf "  ratio rtool/floor     %.2fx of decompression alone\n", r / z
+}'
 
 # The last round's roots: the same tree (type, mode, owner, size, link target of every path
 # but var/log and tmp, and every file's md5 but desc's, which holds the install date), and the

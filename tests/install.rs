@@ -74,9 +74,10 @@ impl Sys {
             .env("LANG", "C")
             .run()
     }
-    fn rtool_install(&self, pkgs: &[PathBuf]) -> Done {
+    fn rtool_install(&self, flags: &[&str], pkgs: &[PathBuf]) -> Done {
         rtool(["install", "--skip-verify", "--root"])
             .arg(self.root())
+            .args(flags)
             .args(pkgs)
             .run()
     }
@@ -167,12 +168,19 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
 /// The same step on both roots; `codes` are the exit statuses expected from pacman and rtool.
 #[track_caller]
 fn both(a: &Sys, b: &Sys, pkgs: &[&str], codes: (i32, i32)) -> (Done, Done) {
+    both_with(a, b, &[], pkgs, codes)
+}
+
+/// [`both`] with `flags` given to both tools (`--asdeps`, …).
+#[track_caller]
+fn both_with(a: &Sys, b: &Sys, flags: &[&str], pkgs: &[&str], codes: (i32, i32)) -> (Done, Done) {
     let files: Vec<PathBuf> = pkgs.iter().map(|p| pkg(p)).collect();
     let mut args = vec!["-U"];
+    args.extend(flags);
     let strs: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     args.extend(strs.iter().map(String::as_str));
     let p = a.pacman(&args);
-    let r = b.rtool_install(&files);
+    let r = b.rtool_install(flags, &files);
     let ctx = format!(
         "step {pkgs:?}\n--- pacman\n{}{}\n--- rtool\n{}{}",
         p.stdout(),
@@ -312,6 +320,45 @@ fn pacman_and_rtool_leave_the_same_system_step_by_step() {
     }
     assert_eq!(a.listing(), b.listing());
     assert_eq!(a.db(), b.db());
+}
+
+#[test]
+fn asdeps_changelog_and_hook_depends_as_pacman_has_them() {
+    common::require_root();
+    let (a, b) = (Sys::new(), Sys::new());
+    both(&a, &b, &["rt-base-1.0-1"], (0, 0));
+    // The changelog lands in the entry, and pacman -Qc reads it back.
+    both(&a, &b, &["rt-extra-1.0-1"], (0, 0));
+    let qc = |s: &Sys| s.pacman(&["-Qc", "rt-extra"]).success().stdout();
+    assert_eq!(qc(&a), qc(&b));
+    assert!(qc(&b).contains("the first release"), "{}", qc(&b));
+    // --asdeps gives %REASON% 1; of the two hooks it triggers, the one whose Depends is
+    // installed runs, the other is not run: pacman says so and exits 0, rtool exits 8.
+    let (_, r) = both_with(&a, &b, &["--asdeps"], &["rt-dep-1.0-1"], (0, 8));
+    assert!(
+        r.stderr()
+            .contains("71-rt-dep-missing.hook: needs rt-absent"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(
+        fs::read_to_string(b.at("var/log/rt-hook.log")).unwrap(),
+        "70-rt-dep-ok\n"
+    );
+    let reason = |s: &Sys| {
+        s.pacman(&["-Qi", "rt-dep"])
+            .success()
+            .stdout()
+            .lines()
+            .find(|l| l.starts_with("Install Reason"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(reason(&a), reason(&b));
+    assert!(reason(&b).contains("dependency"), "{}", reason(&b));
+    // A reinstall without the flag keeps the reason it found.
+    both(&a, &b, &["rt-dep-1.0-1"], (0, 0));
+    assert_eq!(b.pacman(&["-Qdq"]).stdout(), "rt-dep\n");
 }
 
 #[test]

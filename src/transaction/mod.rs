@@ -466,10 +466,17 @@ pub fn plan(
             .flatten()
             .map(Vec::as_slice)
             .collect();
+        // A directory found absent: nothing below it can exist, and the sorted list holds
+        // its contents right after it, so they need no look.
+        let mut absent: Option<&[u8]> = None;
         for f in &t.files {
             let is_dir = f.ends_with(b"/");
             let shown = String::from_utf8_lossy(f);
             let key = f.as_slice();
+            let under_absent = absent.is_some_and(|a| key.starts_with(a));
+            if !under_absent {
+                absent = None;
+            }
             if !is_dir {
                 if let Some(other) = in_targets.insert(key, t.name.as_str()) {
                     file_conflicts.push(format!("{shown} is in both {other} and {}", t.name));
@@ -499,7 +506,14 @@ pub fn plan(
                 }
             }
             let rel = Path::new(OsStr::from_bytes(key.strip_suffix(b"/").unwrap_or(key)));
-            let found = root.existing(rel).map_err(|e| Error::path(e, rel))?;
+            let found = if under_absent {
+                Existing::Nothing
+            } else {
+                root.existing(rel).map_err(|e| Error::path(e, rel))?
+            };
+            if is_dir && found == Existing::Nothing && absent.is_none() {
+                absent = Some(key);
+            }
             let clash = match found {
                 Existing::Nothing => false,
                 Existing::Dir => !is_dir,

@@ -331,7 +331,11 @@ fn commit(
     for s in staged {
         let key = s.rel.as_os_str().as_bytes();
         let is_backup = t.backup.iter().any(|b| b == key);
-        let exists_file = root.existing(&s.rel).ok() == Some(Existing::File);
+        // Only a backup or NoUpgrade file's fate depends on what is there.
+        let noupgraded =
+            || glob::last_match(noupgrade.iter().map(String::as_str), key) == Some(true);
+        let look = is_backup || (!noupgrade.is_empty() && noupgraded());
+        let exists_file = look && root.existing(&s.rel).ok() == Some(Existing::File);
         let mut place = Place::Replace;
         if is_backup && s.kind == EntryKind::File && exists_file {
             let new = s.md5.clone().unwrap_or_default();
@@ -339,8 +343,7 @@ fn commit(
             let orig = t.old.as_ref().and_then(|o| o.backup_hash(key));
             place = backup_place(&local, &new, orig);
         }
-        if exists_file && glob::last_match(noupgrade.iter().map(String::as_str), key) == Some(true)
-        {
+        if exists_file && noupgraded() {
             place = Place::Pacnew;
         }
         places.push(place);
