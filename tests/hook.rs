@@ -9,29 +9,9 @@ use std::path::{Path, PathBuf};
 
 use common::{bin, in_mount_ns, rtool, Cmd, Done};
 
-const KERNELS: [&str; 3] = ["6.1.12-arch1-1", "6.1.20-arch1-1", "6.2.8-arch1-1"];
-
 /// The packages, built once per test binary and kept between runs.
 fn packages() -> &'static Path {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hook-packages");
-        let images = dir.join("images");
-        fs::create_dir_all(&images).unwrap();
-        let _lock = common::lock(&dir.join(".lock"));
-        for k in KERNELS {
-            fs::write(images.join(k), rtool::kernel::bzimage::fake_image(k)).unwrap();
-        }
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make-hook-packages.sh");
-        Cmd::new("bash")
-            .arg(script)
-            .arg(&dir)
-            .arg(&images)
-            .run()
-            .success();
-        dir
-    })
+    common::hook_packages()
 }
 
 /// A stand-in for mkinitcpio's hook, run by busybox inside the root: the kernel goes to

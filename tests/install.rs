@@ -9,9 +9,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use common::tree::{arch_root, listing, listing_diff, local_db, VOLATILE};
 use common::{rtool, Cmd, Done};
 
 fn pkg(name: &str) -> PathBuf {
@@ -30,23 +30,7 @@ impl Sys {
             .tempdir()
             .unwrap();
         let r = dir.path();
-        for d in [
-            "usr/bin",
-            "usr/lib",
-            "etc",
-            "var/log",
-            "var/lib/pacman",
-            "tmp",
-        ] {
-            fs::create_dir_all(r.join(d)).unwrap();
-        }
-        for (l, t) in [("bin", "usr/bin"), ("lib", "usr/lib"), ("sbin", "usr/bin")] {
-            std::os::unix::fs::symlink(t, r.join(l)).unwrap();
-        }
-        fs::copy("/bin/busybox", r.join("usr/bin/busybox")).unwrap();
-        for l in ["sh", "false", "true"] {
-            std::os::unix::fs::symlink("busybox", r.join("usr/bin").join(l)).unwrap();
-        }
+        arch_root(r);
         fs::write(
             r.join("etc/pacman.conf"),
             "[options]\nSigLevel = Never\nArchitecture = auto\n",
@@ -81,38 +65,14 @@ impl Sys {
             .args(pkgs)
             .run()
     }
-    /// Every path with its type, mode, owner, size, link target and (files) md5; the logs,
-    /// /tmp and the desc files (compared apart) left out.
-    fn listing(&self) -> String {
-        let mut out = Vec::new();
-        walk(self.root(), self.root(), &mut out);
-        out.sort();
-        out.join("\n")
+    /// Every path with its type, mode, owner, size, link target, md5 and link count; the
+    /// logs and /tmp left out, desc without its `%INSTALLDATE%`.
+    fn listing(&self) -> BTreeMap<String, String> {
+        listing(self.root(), VOLATILE)
     }
-    /// The local database: per entry, its files with desc's %INSTALLDATE% section removed.
+    /// The local database, desc without `%INSTALLDATE%`.
     fn db(&self) -> BTreeMap<String, String> {
-        let mut m = BTreeMap::new();
-        let local = self.at("var/lib/pacman/local");
-        for e in fs::read_dir(&local).unwrap().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !e.path().is_dir() {
-                m.insert(name.clone(), fs::read_to_string(e.path()).unwrap());
-                continue;
-            }
-            for f in fs::read_dir(e.path()).unwrap().flatten() {
-                let bytes = fs::read(f.path()).unwrap();
-                let text = if f.file_name() == "desc" {
-                    let t = String::from_utf8(bytes).unwrap();
-                    let date = t.find("%INSTALLDATE%\n").expect("desc has %INSTALLDATE%");
-                    let end = t[date..].find("\n\n").unwrap() + date + 2;
-                    format!("{}{}", &t[..date], &t[end..])
-                } else {
-                    format!("{bytes:?}")
-                };
-                m.insert(format!("{name}/{}", f.file_name().to_string_lossy()), text);
-            }
-        }
-        m
+        local_db(self.root())
     }
     /// pacman.log without times and without the line naming the program that ran.
     fn log(&self, name: &str) -> String {
@@ -126,42 +86,6 @@ impl Sys {
             .map(|l| l.replace(&self.root().display().to_string(), "ROOT"))
             .collect::<Vec<_>>()
             .join("\n")
-    }
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    for e in fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-        if rel == "var/log"
-            || rel == "tmp"
-            || (rel.starts_with("var/lib/pacman/local/") && rel.ends_with("/desc"))
-        {
-            continue;
-        }
-        let m = fs::symlink_metadata(&p).unwrap();
-        let ft = m.file_type();
-        let (kind, extra) = if ft.is_symlink() {
-            ('l', fs::read_link(&p).unwrap().display().to_string())
-        } else if ft.is_dir() {
-            ('d', String::new())
-        } else {
-            let sum = <sha2::Sha256 as sha2::Digest>::digest(fs::read(&p).unwrap());
-            (
-                'f',
-                format!("{} nlink={}", rtool::hash::hex(&sum), m.nlink()),
-            )
-        };
-        let size = if ft.is_dir() { 0 } else { m.size() };
-        out.push(format!(
-            "{rel} {kind} {:o} {}:{} {size} {extra}",
-            m.mode() & 0o7777,
-            m.uid(),
-            m.gid()
-        ));
-        if ft.is_dir() {
-            walk(root, &p, out);
-        }
     }
 }
 
@@ -189,20 +113,12 @@ fn both_with(a: &Sys, b: &Sys, flags: &[&str], pkgs: &[&str], codes: (i32, i32))
         r.stderr()
     );
     assert_eq!((p.code(), r.code()), codes, "{ctx}");
-    let (la, lb) = (a.listing(), b.listing());
-    if la != lb {
-        let diff: Vec<String> = la
-            .lines()
-            .filter(|l| !lb.lines().any(|m| m == *l))
-            .map(|l| format!("pacman only: {l}"))
-            .chain(
-                lb.lines()
-                    .filter(|l| !la.lines().any(|m| m == *l))
-                    .map(|l| format!("rtool only:  {l}")),
-            )
-            .collect();
-        panic!("trees differ after {pkgs:?}:\n{}\n{ctx}", diff.join("\n"));
-    }
+    let diff = listing_diff(&a.listing(), &b.listing());
+    assert!(
+        diff.is_empty(),
+        "trees differ after {pkgs:?} (want: pacman's, got: rtool's):\n{}\n{ctx}",
+        diff.join("\n")
+    );
     assert_eq!(a.db(), b.db(), "databases differ after {pkgs:?}\n{ctx}");
     for log in ["pacman.log", "rt-script.log", "rt-hook.log"] {
         assert_eq!(
@@ -385,7 +301,24 @@ fn real_arch_packages_install_as_pacman_installs_them() {
     for f in [&cmatrix, &archey] {
         a.pacman(&["-Udd", &f.display().to_string()]).success();
     }
-    assert_eq!(a.listing(), b.listing());
+    // The same tree; desc apart, as pacman here checked no signature (%VALIDATION% none)
+    // and pacman 6.0 predates %XDATA%.
+    let no_desc = |s: &Sys| {
+        let mut l = s.listing();
+        l.retain(|k, _| !k.ends_with("/desc"));
+        l
+    };
+    assert_eq!(no_desc(&a), no_desc(&b));
+    let desc = |s: &Sys| {
+        String::from_utf8_lossy(&common::tree::strip_install_date(
+            &fs::read(s.at("var/lib/pacman/local/cmatrix-2.0-3/desc")).unwrap(),
+        ))
+        .into_owned()
+    };
+    assert_eq!(
+        desc(&a).replace("%VALIDATION%\nnone\n", "%VALIDATION%\npgp\n"),
+        desc(&b).replace("%XDATA%\npkgtype=pkg\n\n", "")
+    );
     // Debian's pacman 6.0.2 reads Arch's md5-less mtrees with complaints of its own: rtool's
     // install must draw exactly the same ones as pacman's.
     let qkk = |s: &Sys| {
@@ -455,35 +388,11 @@ fn specs_are_fetched_and_verified_first() {
     assert_eq!(before, b.listing());
 }
 
-/// The fake but valid kernel packages of tests/fixtures/make-hook-packages.sh.
-fn kernel_packages() -> &'static Path {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hook-packages");
-        let images = dir.join("images");
-        fs::create_dir_all(&images).unwrap();
-        let _lock = common::lock(&dir.join(".lock"));
-        for k in ["6.1.12-arch1-1", "6.1.20-arch1-1", "6.2.8-arch1-1"] {
-            fs::write(images.join(k), rtool::kernel::bzimage::fake_image(k)).unwrap();
-        }
-        Cmd::new("bash")
-            .arg(
-                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("tests/fixtures/make-hook-packages.sh"),
-            )
-            .arg(&dir)
-            .arg(&images)
-            .run()
-            .success();
-        dir
-    })
-}
-
 #[test]
 fn a_kernel_downgrade_matches_pacmans_with_rtools_hooks_in_the_root() {
     common::require_root();
     let file = |p: &str| {
-        kernel_packages()
+        common::hook_packages()
             .join(format!("{p}-x86_64.pkg.tar.zst"))
             .display()
             .to_string()

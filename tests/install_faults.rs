@@ -7,15 +7,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::tree::{arch_root, listing, listing_diff, local_db, VOLATILE};
 use common::{in_mount_ns, rtool, Cmd, Done};
 
 fn pkg(name: &str) -> PathBuf {
@@ -45,26 +45,8 @@ fn new_root() -> tempfile::TempDir {
         .prefix("rtool-faults-")
         .tempdir()
         .expect("tempdir");
-    make_root(dir.path());
+    arch_root(dir.path());
     dir
-}
-
-fn make_root(r: &Path) {
-    for d in [
-        "usr/bin",
-        "usr/lib",
-        "etc",
-        "var/log",
-        "var/lib/pacman",
-        "tmp",
-    ] {
-        fs::create_dir_all(r.join(d)).expect("mkdir");
-    }
-    for (l, t) in [("bin", "usr/bin"), ("lib", "usr/lib"), ("sbin", "usr/bin")] {
-        std::os::unix::fs::symlink(t, r.join(l)).expect("symlink");
-    }
-    fs::copy("/bin/busybox", r.join("usr/bin/busybox")).expect("copy busybox");
-    std::os::unix::fs::symlink("busybox", r.join("usr/bin/sh")).expect("symlink sh");
 }
 
 /// `rtool install --root ROOT --skip-verify PKG…`, not yet run.
@@ -95,125 +77,6 @@ fn head(text: &str, n: usize) -> String {
 
 fn all_output(d: &Done) -> String {
     format!("--- stdout\n{}\n--- stderr\n{}", d.stdout(), d.stderr())
-}
-
-/// `desc` without its `%INSTALLDATE%` block (the only thing two identical installs differ in).
-fn strip_install_date(desc: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(desc);
-    let mut out = String::new();
-    let mut skip = false;
-    for line in text.split_inclusive('\n') {
-        if line.trim_end() == "%INSTALLDATE%" {
-            skip = true;
-            continue;
-        }
-        if skip {
-            skip = false;
-            continue;
-        }
-        out.push_str(line);
-    }
-    out.into_bytes()
-}
-
-fn md5_hex(data: &[u8]) -> String {
-    use md5::Digest;
-    md5::Md5::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Every entry below `root`: type, mode, owner, size, link target, md5, link count. Below
-/// the directories in `skip` (relative paths) nothing is listed; a database `desc` is
-/// hashed without its `%INSTALLDATE%`.
-fn listing(root: &Path, skip: &[&str]) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let rd = fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
-        for e in rd {
-            let p = e.expect("read_dir entry").path();
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            let m = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            let ft = m.file_type();
-            let head = format!("mode={:o} owner={}:{}", m.mode() & 0o7777, m.uid(), m.gid());
-            let desc = if ft.is_dir() {
-                if !skip.contains(&rel.as_str()) {
-                    stack.push(p.clone());
-                }
-                format!("dir {head}")
-            } else if ft.is_symlink() {
-                let t = fs::read_link(&p).unwrap();
-                format!("link {head} size={} -> {}", m.len(), t.display())
-            } else if ft.is_file() {
-                let mut data = fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-                if rel.starts_with("var/lib/pacman/") && rel.ends_with("/desc") {
-                    data = strip_install_date(&data);
-                }
-                format!(
-                    "file {head} size={} md5={} nlink={}",
-                    data.len(),
-                    md5_hex(&data),
-                    m.nlink()
-                )
-            } else {
-                format!("other {head}")
-            };
-            out.insert(rel, desc);
-        }
-    }
-    out
-}
-
-/// What the comparisons ignore: pacman.log and the scriptlets' temporary directories.
-const VOLATILE: &[&str] = &["var/log", "tmp"];
-
-/// The differences between two listings, one line each (empty when they are equal).
-fn listing_diff(want: &BTreeMap<String, String>, got: &BTreeMap<String, String>) -> Vec<String> {
-    let mut diff = Vec::new();
-    for (k, v) in want {
-        match got.get(k) {
-            Some(w) if w == v => {}
-            Some(w) => diff.push(format!("{k}:\n    want {v}\n    got  {w}")),
-            None => diff.push(format!("{k}: missing ({v})")),
-        }
-    }
-    for (k, v) in got {
-        if !want.contains_key(k) {
-            diff.push(format!("{k}: unexpected ({v})"));
-        }
-    }
-    diff
-}
-
-/// The local database as text: `ENTRY/desc` (without `%INSTALLDATE%`), `ENTRY/files`,
-/// `ENTRY/mtree` (as md5), and any other file in an entry.
-fn local_db(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let local = root.join("var/lib/pacman/local");
-    let Ok(rd) = fs::read_dir(&local) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let entry = e.path();
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !entry.is_dir() {
-            out.insert(name, "(not a directory)".into());
-            continue;
-        }
-        for f in fs::read_dir(&entry).unwrap().flatten() {
-            let fname = f.file_name().to_string_lossy().into_owned();
-            let data = fs::read(f.path()).unwrap();
-            let text = match fname.as_str() {
-                "desc" => String::from_utf8_lossy(&strip_install_date(&data)).into_owned(),
-                "files" => String::from_utf8_lossy(&data).into_owned(),
-                _ => format!("md5 {}", md5_hex(&data)),
-            };
-            out.insert(format!("{name}/{fname}"), text);
-        }
-    }
-    out
 }
 
 /// The paths named in the `%FILES%` of every entry in `local/` that do not exist (lstat).
@@ -588,7 +451,8 @@ fn full_filesystem_is_undone() {
 mkroot() {
     mkdir -p "$1"/{usr/bin,usr/lib,etc,var/log,var/lib/pacman,tmp}
     ln -s usr/bin "$1/bin"; ln -s usr/lib "$1/lib"; ln -s usr/bin "$1/sbin"
-    cp /bin/busybox "$1/usr/bin/busybox"; ln -s busybox "$1/usr/bin/sh"
+    cp /bin/busybox "$1/usr/bin/busybox"
+    for l in sh false true; do ln -s busybox "$1/usr/bin/$l"; done
 }
 big() { mount -o remount,size=256m,nr_inodes=100000 "$MNT"; }
 restore() { big; rm -rf "$R"; cp -a "$OUT/pristine" "$R"; }
@@ -883,6 +747,33 @@ fn conflicting_unowned_file_is_refused_then_overwritten() {
     assert!(
         full.code() == 0 && full.stdout().contains(" 0 altered files"),
         "pacman -Qkk rt-base:\n{}",
+        all_output(&full)
+    );
+}
+
+/// A run killed while making a directory leaves at most its staging name, never the
+/// directory half made at its own name: the rerun replaces the leftover and pacman finds
+/// every directory as the package has it.
+#[test]
+fn a_directory_left_half_made_is_made_again() {
+    common::require_root();
+    let dir = new_root();
+    let root = dir.path();
+    let rel = Path::new("usr/share/rt-base/old-dir");
+    let left = root
+        .join("usr/share/rt-base")
+        .join(rtool::archive::extract::stage_name(rel));
+    fs::create_dir_all(&left).unwrap();
+    fs::set_permissions(&left, fs::Permissions::from_mode(0o700)).unwrap();
+    let done = install(root, &[&pkg("rt-base-1.0-1")]).run();
+    assert_eq!(done.code(), 0, "{}", all_output(&done));
+    assert_eq!(leftovers(root), Vec::<String>::new());
+    let mode = fs::metadata(root.join(rel)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o755);
+    let full = pacman(root, &["-Qkk", "rt-base"]);
+    assert!(
+        full.stdout().contains(" 0 altered files"),
+        "{}",
         all_output(&full)
     );
 }

@@ -307,7 +307,8 @@ pub struct Options {
     pub owners: bool,
     /// Write files, symlinks and hard links under a temporary name beside their place
     /// ([`stage_name`]) and leave them there: the caller renames them into place
-    /// ([`Extractor::staged`]). Directories are made in place.
+    /// ([`Extractor::staged`]). A new directory is made under that name too, given its
+    /// owner and mode, and renamed to its own name at once: a kill never leaves one half made.
     pub stage: bool,
 }
 
@@ -367,6 +368,31 @@ pub struct Extractor {
 }
 
 const BUF: usize = 256 << 10;
+
+/// `renameat2(RENAME_NOREPLACE)` within one directory: EEXIST when `to` is taken. Called as
+/// a raw system call, since not every C library the binary links has a wrapper.
+fn rename_noreplace(dir: BorrowedFd<'_>, from: &str, to: &std::ffi::OsStr) -> nix::Result<()> {
+    let from = std::ffi::CString::new(from).map_err(|_| Errno::EINVAL)?;
+    let to = std::ffi::CString::new(to.as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&dir);
+    // SAFETY: both names are NUL-terminated strings that live across the call, and `fd` is a
+    // directory descriptor borrowed for its duration; the kernel reads nothing else.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            fd,
+            from.as_ptr(),
+            fd,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+fn io_errno(e: io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
 
 fn errno_io(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
@@ -625,8 +651,13 @@ impl Extractor {
 
     fn dir(&mut self, rel: &Path, m: &Member) -> Result<()> {
         let (parent, name) = split(rel);
-        let dir = self.root.dir(parent, true)?;
-        match nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(0o700)) {
+        let made = if self.opts.stage {
+            self.stage_dir(rel, m)
+        } else {
+            let dir = self.root.dir(parent, true)?;
+            nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(0o700))
+        };
+        match made {
             Ok(()) => {}
             Err(Errno::EEXIST) => {
                 // An existing directory, or a symlink to one inside the root (`lib -> usr/lib`),
@@ -640,15 +671,37 @@ impl Extractor {
             }
             Err(e) => return Err(Error::from(errno_io(e))),
         }
-        if self.opts.stage {
-            // A staged install may be killed before `finish`: the directory gets its owner
-            // and mode now, so a rerun (which keeps existing directories) finds them right.
-            self.dir_meta(rel, m).map_err(|e| Error::path(e, rel))?;
-        }
         self.created_dirs.push(rel.to_path_buf());
         self.dirs.push((rel.to_path_buf(), m.clone()));
         self.stats.dirs += 1;
         Ok(())
+    }
+
+    /// A staged install may be killed at any point, and a rerun keeps the directories it
+    /// finds: so a new directory is made under its staging name, given its owner and mode,
+    /// and only then renamed to its name (never over anything). EEXIST: something is there.
+    fn stage_dir(&mut self, rel: &Path, m: &Member) -> std::result::Result<(), Errno> {
+        let (parent, name) = split(rel);
+        let tmp = stage_name(rel);
+        let dir = self.root.dir(parent, true).map_err(io_errno)?;
+        // Left by a killed run: always empty, as nothing is made inside before the rename.
+        let _ = nix::unistd::unlinkat(dir, tmp.as_str(), UnlinkatFlags::RemoveDir);
+        nix::sys::stat::mkdirat(dir, tmp.as_str(), Mode::from_bits_truncate(0o700))?;
+        let remove_tmp = |root: &mut Root| {
+            if let Ok(d) = root.dir(parent, false) {
+                let _ = nix::unistd::unlinkat(d, tmp.as_str(), UnlinkatFlags::RemoveDir);
+            }
+        };
+        if let Err(e) = self.dir_meta(&parent.join(&tmp), m) {
+            remove_tmp(&mut self.root);
+            return Err(io_errno(e));
+        }
+        let dir = self.root.dir(parent, false).map_err(io_errno)?;
+        let r = rename_noreplace(dir, tmp.as_str(), name);
+        if r.is_err() {
+            remove_tmp(&mut self.root);
+        }
+        r
     }
 
     fn symlink(&mut self, rel: &Path, m: &Member) -> Result<()> {

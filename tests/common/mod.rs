@@ -4,6 +4,7 @@
 
 pub mod dkms;
 pub mod server;
+pub mod tree;
 pub mod vm;
 use std::ffi::OsStr;
 use std::fs;
@@ -361,6 +362,35 @@ pub fn install_fixtures() -> &'static Path {
                     .join("tests/fixtures/make-install-packages.sh"),
             )
             .arg(&dir)
+            .run()
+            .success();
+        drop(lock);
+        dir
+    })
+}
+
+/// The kernels of [`hook_packages`].
+pub const HOOK_KERNELS: [&str; 3] = ["6.1.12-arch1-1", "6.1.20-arch1-1", "6.2.8-arch1-1"];
+
+/// The fake but valid kernel packages of tests/fixtures/make-hook-packages.sh (built with
+/// makepkg from [`HOOK_KERNELS`]' images), made once per test binary and kept between runs.
+pub fn hook_packages() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hook-packages");
+        let images = dir.join("images");
+        fs::create_dir_all(&images).expect("fixture dir");
+        let lock = lock(&dir.join(".lock"));
+        for k in HOOK_KERNELS {
+            fs::write(images.join(k), rtool::kernel::bzimage::fake_image(k)).expect("image");
+        }
+        Cmd::new("bash")
+            .arg(
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures/make-hook-packages.sh"),
+            )
+            .arg(&dir)
+            .arg(&images)
             .run()
             .success();
         drop(lock);
