@@ -14,6 +14,7 @@ pub mod install;
 pub mod json;
 pub mod kernel;
 pub mod net;
+pub mod paths;
 pub mod pkg;
 pub mod progress;
 pub mod report;

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::ctx::below;
 use crate::error::{Error, Result};
 use crate::net::ala::{self, DbEntry};
+use crate::paths::below;
 use crate::pkg::name;
 
 /// Where pacman keeps things and which repositories it reads, as `pacman.conf` says (paths as
