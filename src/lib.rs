@@ -8,6 +8,7 @@ pub mod applet;
 pub mod archive;
 pub mod cli;
 pub mod ctx;
+pub mod decompress;
 pub mod error;
 pub mod hash;
 pub mod install;

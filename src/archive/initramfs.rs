@@ -6,9 +6,9 @@
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
-use crate::archive::decompress;
 use crate::archive::extract::{EntryKind, Member};
 use crate::archive::Exact;
+use crate::decompress;
 use crate::error::{Error, Kind, Result};
 
 /// One entry, with the segment it came from.

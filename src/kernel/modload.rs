@@ -588,9 +588,7 @@ pub fn read_image(path: &Path) -> Result<Vec<u8>> {
     let mut r: Box<dyn Read + Send> = if format == Format::Elf {
         Box::new(f)
     } else {
-        crate::archive::decompress::decoder(f)
-            .map_err(|_| not_module())?
-            .1
+        crate::decompress::decoder(f).map_err(|_| not_module())?.1
     };
     let mut image = Vec::new();
     r.by_ref()

@@ -7,7 +7,7 @@
 use std::cmp::Ordering;
 use std::io::Read;
 
-use crate::archive::decompress;
+use crate::decompress;
 use crate::error::{Error, Result};
 use crate::net::http::Client;
 use crate::net::listing::{self, percent_encode};
