@@ -24,6 +24,7 @@ test-deps: toolchain
 	@scripts/test-deps.sh
 
 lint:
+	scripts/layers.sh
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 

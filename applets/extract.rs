@@ -168,7 +168,7 @@ fn list(ctx: &Ctx, pkgs: &[PathBuf]) -> Result<u8> {
 }
 
 /// The .PKGINFO of a package, read without unpacking anything else.
-fn read_pkginfo(pkg: &Path) -> Result<(pkginfo::Info, rtool::archive::decompress::Compression)> {
+fn read_pkginfo(pkg: &Path) -> Result<(pkginfo::Info, rtool::decompress::Compression)> {
     let package = Package::open(pkg)?;
     let compression = package.compression;
     // .PKGINFO is small; libalpm caps its lines at 512 KiB, a whole file at 16 MiB is absurd.

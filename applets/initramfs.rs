@@ -8,6 +8,7 @@ use rtool::archive::extract::{EntryKind, Extractor, Options};
 use rtool::archive::initramfs;
 use rtool::archive::rooted::Root;
 use rtool::json::Json;
+use rtool::kernel;
 use rtool::{ctx, exit, Ctx, Error, Result};
 
 pub fn command() -> Command {
@@ -96,8 +97,8 @@ fn ls(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
 fn check(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
     let wanted: Vec<String> = a.get_many::<String>("module").into_iter().flatten().cloned().collect();
     let only = a.get_one::<String>("kver").map(String::as_str);
-    let c = initramfs::contents(&image(a))?;
-    let found: Vec<&initramfs::ModuleFile> = wanted.iter().filter_map(|w| c.has(w, only)).collect();
+    let c = kernel::initramfs::contents(&image(a))?;
+    let found: Vec<&kernel::initramfs::ModuleFile> = wanted.iter().filter_map(|w| c.has(w, only)).collect();
     let missing: Vec<&String> = wanted.iter().filter(|w| c.has(w, only).is_none()).collect();
     let mut out = ctx.out();
     if ctx.json || a.get_flag("json") {

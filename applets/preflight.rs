@@ -4,9 +4,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{ArgMatches, Command};
-use rtool::archive::initramfs;
 use rtool::json::Json;
 use rtool::kernel::build::{self as dkms_build, State};
+use rtool::kernel::initramfs;
 use rtool::kernel::{bzimage, modules_dir};
 use rtool::report::{self, Finding, Status};
 use rtool::sys::{fstab, mountinfo};

@@ -5,11 +5,14 @@
 //! [`Ctx::host`], so every applet can run against a fake root in a temporary directory.
 
 use std::io::{self, IsTerminal, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches};
 
 use crate::error::{Error, Result};
+
+/// Applets build their paths with `ctx::below`; the helper itself sits lower, in `paths`.
+pub use crate::paths::below;
 
 /// Names a test or a diagnosis can set to read `/proc`, `/sys` and `/run` below another
 /// directory instead of `/`.
@@ -166,25 +169,6 @@ impl Ctx {
     }
 }
 
-/// Joins `p` below `base`, dropping `p`'s root and any `..` that would climb above `base`.
-/// No symlink is followed here: this is for building paths, not for resolving them.
-pub fn below(base: &Path, p: &Path) -> PathBuf {
-    let mut out = base.to_path_buf();
-    let depth0 = out.components().count();
-    for c in p.components() {
-        match c {
-            Component::Normal(s) => out.push(s),
-            Component::ParentDir => {
-                if out.components().count() > depth0 {
-                    out.pop();
-                }
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
-}
-
 fn absolute(p: &Path) -> Result<PathBuf> {
     if p.as_os_str().is_empty() {
         return Err(Error::usage("an empty path is not a root directory"));
@@ -201,24 +185,4 @@ pub fn color_wanted(is_terminal: bool) -> bool {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let dumb = std::env::var_os("TERM").is_none_or(|t| t == "dumb");
     is_terminal && !no_color && !dumb
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn below_never_climbs_out() {
-        let b = Path::new("/mnt");
-        assert_eq!(below(b, Path::new("/boot")), Path::new("/mnt/boot"));
-        assert_eq!(
-            below(b, Path::new("../../etc/passwd")),
-            Path::new("/mnt/etc/passwd")
-        );
-        assert_eq!(below(b, Path::new("/a/../../b")), Path::new("/mnt/b"));
-        assert_eq!(
-            below(Path::new("/"), Path::new("/proc/1")),
-            Path::new("/proc/1")
-        );
-    }
 }

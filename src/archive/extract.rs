@@ -17,9 +17,9 @@ use nix::sys::stat::{Mode, SFlag};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags};
 
-use crate::archive::decompress::{self, Compression, Counting, Pipelined};
 use crate::archive::rooted::{self, split, Existing, Root};
 use crate::archive::Exact;
+use crate::decompress::{self, Compression, Counting, Pipelined};
 use crate::error::{Error, IoContext, Kind, Result};
 
 /// The kinds of member a package can hold.

@@ -6,9 +6,9 @@
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
-use crate::archive::decompress;
 use crate::archive::extract::{EntryKind, Member};
 use crate::archive::Exact;
+use crate::decompress;
 use crate::error::{Error, Kind, Result};
 
 /// One entry, with the segment it came from.
@@ -27,63 +27,6 @@ const MAX_NAME: u64 = 4096;
 
 fn bad(msg: impl Into<String>) -> Error {
     Error::invalid(msg.into())
-}
-
-/// A module file found in an image.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ModuleFile {
-    /// As the kernel names it (`zfs`, `dm_crypt`).
-    pub name: String,
-    pub path: String,
-    pub segment: usize,
-    /// The kernel release of the `lib/modules/KVER` it sits in.
-    pub release: Option<String>,
-}
-
-/// What an image holds for the kernel: the releases of its `lib/modules/KVER` directories and
-/// every module file.
-#[derive(Clone, Debug, Default)]
-pub struct Contents {
-    pub releases: Vec<String>,
-    pub modules: Vec<ModuleFile>,
-}
-
-impl Contents {
-    /// Whether module `name` (`zfs`, `dm-crypt`) is there, for `release` when given.
-    pub fn has(&self, name: &str, release: Option<&str>) -> Option<&ModuleFile> {
-        let name = name.replace('-', "_");
-        self.modules
-            .iter()
-            .find(|m| m.name == name && release.is_none_or(|r| m.release.as_deref() == Some(r)))
-    }
-}
-
-pub fn contents(path: &Path) -> Result<Contents> {
-    let mut c = Contents::default();
-    for_each(path, |e, _| {
-        let name = String::from_utf8_lossy(&e.member.raw_name);
-        let name = name.trim_start_matches("./");
-        let release = crate::kernel::release_of_path(name).map(String::from);
-        if let Some(r) = &release {
-            if !c.releases.contains(r) {
-                c.releases.push(r.clone());
-            }
-        }
-        let file = name.rsplit('/').next().unwrap_or(name);
-        if let Some(m) =
-            crate::kernel::module_name(file).filter(|_| e.member.kind == EntryKind::File)
-        {
-            c.modules.push(ModuleFile {
-                name: m,
-                path: name.to_string(),
-                segment: e.segment,
-                release,
-            });
-        }
-        Ok(())
-    })?;
-    c.releases.sort();
-    Ok(c)
 }
 
 /// Reads every entry of every segment of the image at `path`, calling `f` with the entry

@@ -4,6 +4,7 @@ pub mod build;
 pub mod buildlog;
 pub mod bzimage;
 pub mod dkms;
+pub mod initramfs;
 pub mod modload;
 pub mod zfs;
 

@@ -249,7 +249,7 @@ impl Hook {
 pub fn load(root: &Path, dirs: &[PathBuf]) -> Result<Vec<Hook>> {
     let mut by_name: BTreeMap<String, Option<PathBuf>> = BTreeMap::new();
     for d in dirs {
-        let dir = crate::ctx::below(root, d);
+        let dir = crate::paths::below(root, d);
         let Ok(rd) = std::fs::read_dir(&dir) else {
             continue;
         };

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::ctx::below;
 use crate::error::{Error, Result};
-use crate::net::ala::{self, DbEntry};
+use crate::paths::below;
 use crate::pkg::name;
+use crate::pkg::syncdb::{self, DbEntry};
 
 /// Where pacman keeps things and which repositories it reads, as `pacman.conf` says (paths as
 /// the system itself sees them).
@@ -185,7 +185,7 @@ pub fn sync_entries(dbdir: &Path, repos: &[String], names: &[&str]) -> (Vec<DbEn
         let entries = match std::fs::read(&p) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => Err(Error::path(e, &p)),
-            Ok(bytes) => ala::read_db(&bytes).map_err(|e| e.context(p.display().to_string())),
+            Ok(bytes) => syncdb::read_db(&bytes).map_err(|e| e.context(p.display().to_string())),
         };
         match entries {
             Ok(v) => {

@@ -1,5 +1,5 @@
-//! pacman's package formats: versions, file names, `.PKGINFO`/`.BUILDINFO`, `.MTREE`, and its
-//! configuration and databases on an installed system.
+//! pacman's package formats: versions, file names, `.PKGINFO`/`.BUILDINFO`, `.MTREE`, sync
+//! databases, and its configuration and databases on an installed system.
 
 pub mod alpmhook;
 pub mod db;
@@ -9,4 +9,5 @@ pub mod local;
 pub mod mtree;
 pub mod name;
 pub mod pkginfo;
+pub mod syncdb;
 pub mod vercmp;
