@@ -1,533 +1,376 @@
-//! POSIX extended regular expressions, as bash's `=~` uses them (glibc regcomp REG_EXTENDED).
+//! POSIX extended regular expressions as bash's `=~` reads them (glibc `regcomp` with
+//! `REG_EXTENDED`, no `REG_NEWLINE`), matched by regex-lite.
 //!
-//! A Thompson-NFA matcher: linear in the input, no backtracking blow-up. It answers only
-//! "is there a match anywhere", which is all `[[ s =~ re ]]` tells dkms.
+//! dkms tests `BUILD_EXCLUSIVE_KERNEL`, `BUILD_EXCLUSIVE_ARCH`, `MAKE_MATCH` and `PATCH_MATCH`
+//! with `[[ $kernelver =~ $pattern ]]`: an unanchored search that only says whether there is
+//! a match. regex-lite's syntax is Rust's, not POSIX's, so a pattern is never handed to it as
+//! written. It is parsed here by glibc's rules and written out again in regex-lite's syntax,
+//! every literal as a `\x{..}` escape. Where the two dialects differ:
+//!
+//! - In a bracket expression a backslash is literal (`[\.]` is a backslash or a dot), and so
+//!   are `[`, `&`, `~` and `-` where POSIX makes them no syntax; regex-lite would read
+//!   escapes, nested classes and set operators there.
+//! - The twelve POSIX classes (`[[:digit:]]`, …) pass through; any other name (regex-lite's
+//!   `[:word:]` too) is an error, as in glibc. `[[=x=]]` and `[[.x.]]` are refused.
+//! - `{,n}` (glibc) becomes `{0,n}`. A `{` that does not start a valid interval is an error
+//!   in glibc, and here. `\{` is a literal brace.
+//! - `\d`, `\n` and every other letter escape that POSIX lacks: glibc matches the plain
+//!   letter, which is surely not what the writer meant. Refused, naming the escape.
+//! - GNU's `\w \W \s \S \b \B` and `` \` `` `\'` are translated; `\<`, `\>` and back-references
+//!   (`\1`) are refused.
+//! - `.` and `[^…]` match a newline, as without `REG_NEWLINE`.
+//! - Stacked quantifiers (`a*?`, `a+*`) repeat a repetition in POSIX; regex-lite would read
+//!   `*?` as a lazy `*`. Each is wrapped in a group, so the meaning is POSIX's.
+//! - An unmatched `)` is literal in glibc. A quantifier at the start of a pattern, a group or
+//!   an alternative, or after an anchor, is an error in both.
+//! - Text or a pattern that is not ASCII is refused: bash's classes, ranges and `.` then
+//!   depend on the locale, and regex-lite's do not.
+//!
+//! An error here says why; the caller names the pattern.
 
-#[derive(Debug)]
-enum Node {
-    Empty,
-    Char(char),
-    Any,
-    Set(usize),
-    Bol,
-    Eol,
-    Concat(Vec<Node>),
-    Alt(Vec<Node>),
-    Repeat(Box<Node>, u32, Option<u32>),
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Named {
-    Alpha,
-    Digit,
-    Alnum,
-    Upper,
-    Lower,
-    Space,
-    Blank,
-    Punct,
-    Print,
-    Graph,
-    Cntrl,
-    Xdigit,
-    /// GNU `\w`: alphanumerics and underscore
-    Word,
-}
-
-impl Named {
-    fn matches(self, c: char) -> bool {
-        match self {
-            Named::Alpha => c.is_alphabetic(),
-            Named::Digit => c.is_ascii_digit(),
-            Named::Alnum => c.is_alphanumeric(),
-            Named::Upper => c.is_uppercase(),
-            Named::Lower => c.is_lowercase(),
-            Named::Space => c.is_whitespace(),
-            Named::Blank => c == ' ' || c == '\t',
-            Named::Punct => c.is_ascii_punctuation(),
-            Named::Print => !c.is_control(),
-            Named::Graph => !c.is_control() && !c.is_whitespace(),
-            Named::Cntrl => c.is_control(),
-            Named::Xdigit => c.is_ascii_hexdigit(),
-            Named::Word => c.is_alphanumeric() || c == '_',
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-struct Set {
-    negated: bool,
-    ranges: Vec<(char, char)>,
-    classes: Vec<Named>,
-}
-
-impl Set {
-    fn matches(&self, c: char) -> bool {
-        let hit = self.ranges.iter().any(|(lo, hi)| *lo <= c && c <= *hi)
-            || self.classes.iter().any(|n| n.matches(c));
-        hit != self.negated
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Inst {
-    Char(char),
-    Any,
-    Set(usize),
-    Bol,
-    Eol,
-    Split(usize, usize),
-    Jmp(usize),
-    Match,
-}
+use regex_lite::{Regex, RegexBuilder};
 
 /// glibc's RE_DUP_MAX.
 const DUP_MAX: u32 = 0x7fff;
-/// Counted repetition copies its operand; this bounds the program.
-const MAX_PROG: usize = 20_000;
+/// Bounds the compiled program, which counted repetition copies (regex-lite's default is
+/// 10 MiB; no real pattern comes near either).
+const SIZE_LIMIT: usize = 1 << 20;
 
-pub(super) struct Regex {
-    prog: Vec<Inst>,
-    sets: Vec<Set>,
+/// The classes glibc knows in a bracket expression.
+const CLASSES: [&str; 12] = [
+    "alpha", "digit", "alnum", "upper", "lower", "space", "blank", "punct", "print", "graph",
+    "cntrl", "xdigit",
+];
+
+/// Whether `pattern` matches anywhere in `text`, as `[[ text =~ pattern ]]` answers.
+pub(super) fn search(pattern: &str, text: &str) -> Result<bool, String> {
+    if !text.is_ascii() {
+        return Err(format!(
+            "{text:?} is not ASCII, and bash's answer for it would depend on the locale"
+        ));
+    }
+    Ok(compile(pattern)?.is_match(text))
 }
 
-struct Parser {
-    s: Vec<char>,
+fn compile(pattern: &str) -> Result<Regex, String> {
+    let translated = translate(pattern)?;
+    RegexBuilder::new(&translated)
+        .dot_matches_new_line(true)
+        .size_limit(SIZE_LIMIT)
+        .build()
+        .map_err(|e| format!("too large to match ({e})"))
+}
+
+/// `pattern` in regex-lite's syntax, with the meaning glibc gives it.
+pub(super) fn translate(pattern: &str) -> Result<String, String> {
+    if !pattern.is_ascii() {
+        return Err("it is not ASCII, and bash's answer would depend on the locale".to_string());
+    }
+    let mut t = Translator {
+        s: pattern.as_bytes(),
+        pos: 0,
+        depth: 0,
+    };
+    let out = t.alt()?;
+    match t.peek() {
+        None => Ok(out),
+        Some(c) => Err(format!("unexpected {:?}", char::from(c))),
+    }
+}
+
+/// One byte as a regex-lite literal.
+fn lit(c: u8) -> String {
+    if c.is_ascii_alphanumeric() {
+        char::from(c).to_string()
+    } else {
+        format!("\\x{{{c:02X}}}")
+    }
+}
+
+struct Translator<'a> {
+    s: &'a [u8],
     pos: usize,
     depth: usize,
-    sets: Vec<Set>,
 }
 
-impl Regex {
-    pub(super) fn new(pattern: &str) -> Result<Regex, String> {
-        let mut p = Parser {
-            s: pattern.chars().collect(),
-            pos: 0,
-            depth: 0,
-            sets: Vec::new(),
-        };
-        let node = p.alt()?;
-        if p.pos < p.s.len() {
-            return Err(format!(
-                "unexpected {:?}",
-                p.s.get(p.pos).copied().unwrap_or(' ')
-            ));
-        }
-        let mut re = Regex {
-            prog: Vec::new(),
-            sets: p.sets,
-        };
-        re.emit(&node)?;
-        re.prog.push(Inst::Match);
-        Ok(re)
-    }
-
-    fn push(&mut self, i: Inst) -> Result<usize, String> {
-        if self.prog.len() >= MAX_PROG {
-            return Err("too large (counted repetition)".to_string());
-        }
-        self.prog.push(i);
-        Ok(self.prog.len() - 1)
-    }
-
-    fn patch(&mut self, at: usize, i: Inst) {
-        if let Some(slot) = self.prog.get_mut(at) {
-            *slot = i;
-        }
-    }
-
-    fn emit(&mut self, n: &Node) -> Result<(), String> {
-        match n {
-            Node::Empty => {}
-            Node::Char(c) => {
-                self.push(Inst::Char(*c))?;
-            }
-            Node::Any => {
-                self.push(Inst::Any)?;
-            }
-            Node::Set(i) => {
-                self.push(Inst::Set(*i))?;
-            }
-            Node::Bol => {
-                self.push(Inst::Bol)?;
-            }
-            Node::Eol => {
-                self.push(Inst::Eol)?;
-            }
-            Node::Concat(v) => {
-                for x in v {
-                    self.emit(x)?;
-                }
-            }
-            Node::Alt(v) => {
-                let mut jumps = Vec::new();
-                for (k, b) in v.iter().enumerate() {
-                    if k + 1 < v.len() {
-                        let split = self.push(Inst::Split(0, 0))?;
-                        self.emit(b)?;
-                        jumps.push(self.push(Inst::Jmp(0))?);
-                        let next = self.prog.len();
-                        self.patch(split, Inst::Split(split + 1, next));
-                    } else {
-                        self.emit(b)?;
-                    }
-                }
-                let end = self.prog.len();
-                for j in jumps {
-                    self.patch(j, Inst::Jmp(end));
-                }
-            }
-            Node::Repeat(x, min, max) => {
-                for _ in 0..*min {
-                    self.emit(x)?;
-                }
-                match max {
-                    None => {
-                        let split = self.push(Inst::Split(0, 0))?;
-                        self.emit(x)?;
-                        self.push(Inst::Jmp(split))?;
-                        let end = self.prog.len();
-                        self.patch(split, Inst::Split(split + 1, end));
-                    }
-                    Some(max) => {
-                        let mut splits = Vec::new();
-                        for _ in *min..*max {
-                            splits.push(self.push(Inst::Split(0, 0))?);
-                            self.emit(x)?;
-                        }
-                        let end = self.prog.len();
-                        for s in splits {
-                            self.patch(s, Inst::Split(s + 1, end));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether the pattern matches anywhere in `text`.
-    pub(super) fn is_match(&self, text: &str) -> bool {
-        let chars: Vec<char> = text.chars().collect();
-        let mut mark = vec![usize::MAX; self.prog.len()];
-        let mut clist: Vec<usize> = Vec::new();
-        let mut nlist: Vec<usize> = Vec::new();
-        for pos in 0..=chars.len() {
-            // Unanchored: a new attempt starts at every position.
-            if self.add(&mut clist, &mut mark, 0, pos, chars.len()) {
-                return true;
-            }
-            let Some(&c) = chars.get(pos) else { break };
-            nlist.clear();
-            for &pc in &clist {
-                let step = match self.prog.get(pc) {
-                    Some(Inst::Char(x)) => *x == c,
-                    Some(Inst::Any) => true,
-                    Some(Inst::Set(i)) => self.sets.get(*i).is_some_and(|s| s.matches(c)),
-                    _ => false,
-                };
-                if step && self.add(&mut nlist, &mut mark, pc + 1, pos + 1, chars.len()) {
-                    return true;
-                }
-            }
-            std::mem::swap(&mut clist, &mut nlist);
-        }
-        false
-    }
-
-    /// Adds `pc` and everything reachable from it without input; true on reaching Match.
-    fn add(
-        &self,
-        list: &mut Vec<usize>,
-        mark: &mut [usize],
-        pc: usize,
-        pos: usize,
-        len: usize,
-    ) -> bool {
-        let mut stack = vec![pc];
-        while let Some(pc) = stack.pop() {
-            let Some(m) = mark.get_mut(pc) else { continue };
-            if *m == pos {
-                continue;
-            }
-            *m = pos;
-            match self.prog.get(pc) {
-                Some(Inst::Match) => return true,
-                Some(Inst::Jmp(t)) => stack.push(*t),
-                Some(Inst::Split(a, b)) => {
-                    stack.push(*b);
-                    stack.push(*a);
-                }
-                Some(Inst::Bol) if pos == 0 => stack.push(pc + 1),
-                Some(Inst::Eol) if pos == len => stack.push(pc + 1),
-                Some(Inst::Bol | Inst::Eol) => {}
-                Some(_) => list.push(pc),
-                None => {}
-            }
-        }
-        false
-    }
+/// What one atom became: something a quantifier may follow, or an anchor, which it may not.
+enum Atom {
+    Item(String),
+    Anchor(&'static str),
 }
 
-impl Parser {
-    fn peek(&self) -> Option<char> {
+/// One element of a bracket expression.
+enum Elem {
+    Byte(u8),
+    Class(String),
+}
+
+impl Translator<'_> {
+    fn peek(&self) -> Option<u8> {
         self.s.get(self.pos).copied()
     }
 
-    fn alt(&mut self) -> Result<Node, String> {
-        let mut branches = vec![self.concat()?];
-        while self.peek() == Some('|') {
-            self.pos += 1;
-            branches.push(self.concat()?);
-        }
-        Ok(if branches.len() == 1 {
-            branches.pop().unwrap_or(Node::Empty)
-        } else {
-            Node::Alt(branches)
-        })
+    fn peek_at(&self, k: usize) -> Option<u8> {
+        self.s.get(self.pos + k).copied()
     }
 
-    fn concat(&mut self) -> Result<Node, String> {
-        let mut items = Vec::new();
+    fn alt(&mut self) -> Result<String, String> {
+        let mut out = self.concat()?;
+        while self.peek() == Some(b'|') {
+            self.pos += 1;
+            out.push('|');
+            out.push_str(&self.concat()?);
+        }
+        Ok(out)
+    }
+
+    fn concat(&mut self) -> Result<String, String> {
+        let mut out = String::new();
         loop {
             match self.peek() {
-                None | Some('|') => break,
-                Some(')') if self.depth > 0 => break,
-                _ => {
+                None | Some(b'|') => return Ok(out),
+                Some(b')') if self.depth > 0 => return Ok(out),
+                Some(_) => {
                     let atom = self.atom()?;
-                    let atom = self.quantifiers(atom)?;
-                    items.push(atom);
+                    out.push_str(&self.quantified(atom)?);
                 }
             }
         }
-        Ok(match items.len() {
-            0 => Node::Empty,
-            1 => items.pop().unwrap_or(Node::Empty),
-            _ => Node::Concat(items),
-        })
     }
 
-    fn atom(&mut self) -> Result<Node, String> {
+    fn is_quantifier(c: Option<u8>) -> bool {
+        matches!(c, Some(b'*' | b'+' | b'?' | b'{'))
+    }
+
+    fn atom(&mut self) -> Result<Atom, String> {
         let Some(c) = self.peek() else {
-            return Ok(Node::Empty);
+            return Ok(Atom::Item(String::new()));
         };
         self.pos += 1;
         Ok(match c {
-            '(' => {
+            b'(' => {
                 self.depth += 1;
                 let inner = self.alt()?;
-                if self.peek() != Some(')') {
+                if self.peek() != Some(b')') {
                     return Err("unmatched (".to_string());
                 }
                 self.pos += 1;
                 self.depth -= 1;
-                // A group is one operand for a quantifier.
-                Node::Concat(vec![inner])
+                Atom::Item(format!("(?:{inner})"))
             }
             // glibc takes an unmatched ) literally.
-            ')' => Node::Char(')'),
-            '^' => Node::Bol,
-            '$' => Node::Eol,
-            '.' => Node::Any,
-            '[' => self.bracket()?,
-            '\\' => self.escape()?,
-            '*' | '+' | '?' | '{' => return Err(format!("nothing to repeat before {c:?}")),
-            c => Node::Char(c),
+            b')' => Atom::Item(lit(c)),
+            b'^' => Atom::Anchor("^"),
+            b'$' => Atom::Anchor("$"),
+            b'.' => Atom::Item(".".to_string()),
+            b'[' => Atom::Item(self.bracket()?),
+            b'\\' => self.escape()?,
+            b'*' | b'+' | b'?' | b'{' => {
+                return Err(format!("nothing to repeat before {:?}", char::from(c)))
+            }
+            c => Atom::Item(lit(c)),
         })
     }
 
-    fn escape(&mut self) -> Result<Node, String> {
-        let Some(c) = self.peek() else {
-            return Err("trailing backslash".to_string());
-        };
-        self.pos += 1;
-        let class = |named, negated| {
-            let set = Set {
-                negated,
-                ranges: Vec::new(),
-                classes: vec![named],
-            };
-            (set, ())
-        };
-        let set = match c {
-            'w' => class(Named::Word, false),
-            'W' => class(Named::Word, true),
-            's' => class(Named::Space, false),
-            'S' => class(Named::Space, true),
-            '1'..='9' => return Err(format!("back-reference \\{c} is not supported")),
-            'b' | 'B' | '<' | '>' | '`' | '\'' => {
-                return Err(format!("the GNU anchor \\{c} is not supported"))
+    /// The atom with the quantifiers that follow it. A quantifier on a quantified atom
+    /// repeats the whole, as in POSIX.
+    fn quantified(&mut self, atom: Atom) -> Result<String, String> {
+        let mut out = match atom {
+            Atom::Anchor(a) if Self::is_quantifier(self.peek()) => {
+                return Err(format!("nothing to repeat after the anchor {a}"))
             }
-            c if c.is_ascii_alphanumeric() => {
-                return Err(format!(
-                    "\\{c} is not a POSIX ERE escape (bash would match a plain {c:?})"
-                ))
-            }
-            c => return Ok(Node::Char(c)),
+            Atom::Anchor(a) => return Ok(a.to_string()),
+            Atom::Item(s) => s,
         };
-        self.sets.push(set.0);
-        Ok(Node::Set(self.sets.len() - 1))
-    }
-
-    fn quantifiers(&mut self, mut atom: Node) -> Result<Node, String> {
+        let mut quantified = false;
         loop {
-            let (min, max) = match self.peek() {
-                Some('*') => {
+            let q = match self.peek() {
+                Some(c @ (b'*' | b'+' | b'?')) => {
                     self.pos += 1;
-                    (0, None)
+                    char::from(c).to_string()
                 }
-                Some('+') => {
-                    self.pos += 1;
-                    (1, None)
-                }
-                Some('?') => {
-                    self.pos += 1;
-                    (0, Some(1))
-                }
-                Some('{') => {
+                Some(b'{') => {
                     self.pos += 1;
                     self.interval()?
                 }
-                _ => return Ok(atom),
+                _ => return Ok(out),
             };
-            if matches!(atom, Node::Bol | Node::Eol) {
-                return Err("nothing to repeat after an anchor".to_string());
+            if quantified {
+                out = format!("(?:{out})");
             }
-            atom = Node::Repeat(Box::new(atom), min, max);
+            out.push_str(&q);
+            quantified = true;
         }
     }
 
-    /// `{m}`, `{m,}`, `{m,n}`, `{,n}` (glibc), after the brace.
-    fn interval(&mut self) -> Result<(u32, Option<u32>), String> {
-        let num = |p: &mut Parser| -> Result<Option<u32>, String> {
-            let from = p.pos;
-            while p.peek().is_some_and(|c| c.is_ascii_digit()) {
-                p.pos += 1;
-            }
-            if p.pos == from {
-                return Ok(None);
-            }
-            let s: String =
-                p.s.get(from..p.pos)
-                    .map(|c| c.iter().collect())
-                    .unwrap_or_default();
-            match s.parse::<u32>() {
-                Ok(n) if n <= DUP_MAX => Ok(Some(n)),
-                _ => Err(format!("repetition count {s} is too large")),
-            }
-        };
-        let min = num(self)?;
-        let (min, max) = if self.peek() == Some(',') {
+    /// `{m}`, `{m,}`, `{m,n}`, `{,n}` (glibc), after the brace, in regex-lite's spelling.
+    fn interval(&mut self) -> Result<String, String> {
+        let min = self.count()?;
+        let (min, max) = if self.peek() == Some(b',') {
             self.pos += 1;
-            let max = num(self)?;
+            let max = self.count()?;
             if min.is_none() && max.is_none() {
                 return Err("invalid interval {,}".to_string());
             }
             (min.unwrap_or(0), max)
         } else {
             let Some(m) = min else {
-                return Err("invalid interval after {".to_string());
+                return Err("a { that does not start an interval {m,n}".to_string());
             };
             (m, Some(m))
         };
-        if self.peek() != Some('}') {
+        if self.peek() != Some(b'}') {
             return Err("unterminated interval {".to_string());
         }
         self.pos += 1;
-        if max.is_some_and(|mx| mx < min) {
-            return Err("interval {m,n} with m > n".to_string());
+        match max {
+            Some(mx) if mx < min => Err(format!("interval {{{min},{mx}}} with m > n")),
+            Some(mx) if mx == min => Ok(format!("{{{min}}}")),
+            Some(mx) => Ok(format!("{{{min},{mx}}}")),
+            None => Ok(format!("{{{min},}}")),
         }
-        Ok((min, max))
     }
 
-    /// `[…]`, after the bracket. Backslash is literal inside, as POSIX says.
-    fn bracket(&mut self) -> Result<Node, String> {
-        let mut set = Set::default();
-        if self.peek() == Some('^') {
-            set.negated = true;
+    fn count(&mut self) -> Result<Option<u32>, String> {
+        let from = self.pos;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
             self.pos += 1;
+        }
+        let digits = self.s.get(from..self.pos).unwrap_or_default();
+        if digits.is_empty() {
+            return Ok(None);
+        }
+        let s = String::from_utf8_lossy(digits);
+        match s.parse::<u32>() {
+            Ok(n) if n <= DUP_MAX => Ok(Some(n)),
+            _ => Err(format!(
+                "repetition count {s} is larger than {DUP_MAX}, glibc's limit"
+            )),
+        }
+    }
+
+    fn escape(&mut self) -> Result<Atom, String> {
+        let Some(c) = self.peek() else {
+            return Err("trailing backslash".to_string());
+        };
+        self.pos += 1;
+        let item = |s: &str| Ok(Atom::Item(s.to_string()));
+        match c {
+            // GNU extensions; glibc's word characters are the alphanumerics and `_`.
+            b'w' => item("[0-9A-Za-z_]"),
+            b'W' => item("[^0-9A-Za-z_]"),
+            b's' => item("[[:space:]]"),
+            b'S' => item("[^[:space:]]"),
+            b'b' => Ok(Atom::Anchor("\\b")),
+            b'B' => Ok(Atom::Anchor("\\B")),
+            b'`' => Ok(Atom::Anchor("\\A")),
+            b'\'' => Ok(Atom::Anchor("\\z")),
+            b'<' | b'>' => Err(format!(
+                "the GNU word anchor \\{} is not supported",
+                char::from(c)
+            )),
+            b'1'..=b'9' => Err(format!(
+                "the back-reference \\{} is not supported",
+                char::from(c)
+            )),
+            c if c.is_ascii_alphanumeric() => Err(format!(
+                "\\{c} is not a POSIX ERE escape (bash would match a plain {c:?})",
+                c = char::from(c)
+            )),
+            c => Ok(Atom::Item(lit(c))),
+        }
+    }
+
+    /// `[…]`, after the bracket, as glibc parses it: `]` first is literal, a backslash is
+    /// literal, `-` is literal first or last and otherwise makes a range.
+    fn bracket(&mut self) -> Result<String, String> {
+        let mut out = String::from("[");
+        if self.peek() == Some(b'^') {
+            self.pos += 1;
+            out.push('^');
         }
         let mut first = true;
         loop {
             let Some(c) = self.peek() else {
                 return Err("unmatched [".to_string());
             };
-            self.pos += 1;
-            if c == ']' && !first {
-                break;
+            if c == b']' && !first {
+                self.pos += 1;
+                out.push(']');
+                return Ok(out);
             }
+            if c == b'-' && !first && self.peek_at(1) != Some(b']') {
+                return Err(
+                    "a - in a bracket expression that is neither first, last nor a range"
+                        .to_string(),
+                );
+            }
+            let start = self.bracket_elem()?;
             first = false;
-            if c == '[' {
-                match self.peek() {
-                    Some(':') => {
-                        self.pos += 1;
-                        let from = self.pos;
-                        while self.peek().is_some_and(|c| c != ':') {
-                            self.pos += 1;
-                        }
-                        let name: String = self
-                            .s
-                            .get(from..self.pos)
-                            .map(|c| c.iter().collect())
-                            .unwrap_or_default();
-                        if self.s.get(self.pos + 1) != Some(&']') {
-                            return Err("unterminated [: :] class".to_string());
-                        }
-                        self.pos += 2;
-                        let named = match name.as_str() {
-                            "alpha" => Named::Alpha,
-                            "digit" => Named::Digit,
-                            "alnum" => Named::Alnum,
-                            "upper" => Named::Upper,
-                            "lower" => Named::Lower,
-                            "space" => Named::Space,
-                            "blank" => Named::Blank,
-                            "punct" => Named::Punct,
-                            "print" => Named::Print,
-                            "graph" => Named::Graph,
-                            "cntrl" => Named::Cntrl,
-                            "xdigit" => Named::Xdigit,
-                            _ => return Err(format!("unknown class [:{name}:]")),
-                        };
-                        set.classes.push(named);
-                        continue;
-                    }
-                    Some(d @ ('=' | '.')) => {
+            let range = self.peek() == Some(b'-') && !matches!(self.peek_at(1), None | Some(b']'));
+            match start {
+                Elem::Class(name) if range => {
+                    return Err(format!("a range cannot start with the class [:{name}:]"))
+                }
+                Elem::Class(name) => out.push_str(&format!("[:{name}:]")),
+                Elem::Byte(lo) if range => {
+                    self.pos += 1;
+                    let Elem::Byte(hi) = self.bracket_elem()? else {
+                        return Err("a range cannot end with a class".to_string());
+                    };
+                    if hi < lo {
                         return Err(format!(
-                            "[{d} {d}] in a bracket expression is not supported"
-                        ))
+                            "invalid range {}-{}",
+                            char::from(lo),
+                            char::from(hi)
+                        ));
                     }
-                    _ => {}
+                    out.push_str(&format!("{}-{}", lit(lo), lit(hi)));
                 }
-            }
-            let lo = c;
-            if self.peek() == Some('-') && self.s.get(self.pos + 1).is_some_and(|d| *d != ']') {
-                let Some(&hi) = self.s.get(self.pos + 1) else {
-                    return Err("unmatched [".to_string());
-                };
-                if hi == '[' {
-                    return Err(
-                        "a range ending in a class or collating element is not supported"
-                            .to_string(),
-                    );
-                }
-                self.pos += 2;
-                if hi < lo {
-                    return Err(format!("invalid range {lo}-{hi}"));
-                }
-                set.ranges.push((lo, hi));
-            } else {
-                set.ranges.push((lo, lo));
+                Elem::Byte(b) => out.push_str(&lit(b)),
             }
         }
-        self.sets.push(set);
-        Ok(Node::Set(self.sets.len() - 1))
+    }
+
+    fn bracket_elem(&mut self) -> Result<Elem, String> {
+        let Some(c) = self.peek() else {
+            return Err("unmatched [".to_string());
+        };
+        self.pos += 1;
+        if c != b'[' {
+            return Ok(Elem::Byte(c));
+        }
+        match self.peek() {
+            Some(b':') => {
+                self.pos += 1;
+                let from = self.pos;
+                while self.peek().is_some_and(|c| c != b':') {
+                    self.pos += 1;
+                }
+                let name = String::from_utf8_lossy(self.s.get(from..self.pos).unwrap_or_default())
+                    .into_owned();
+                if self.peek_at(1) != Some(b']') {
+                    return Err("unterminated [: :] class".to_string());
+                }
+                self.pos += 2;
+                if !CLASSES.contains(&name.as_str()) {
+                    return Err(format!("unknown class [:{name}:]"));
+                }
+                Ok(Elem::Class(name))
+            }
+            Some(d @ (b'=' | b'.')) => Err(format!(
+                "[{d} {d}] in a bracket expression is not supported",
+                d = char::from(d)
+            )),
+            _ => Ok(Elem::Byte(c)),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::exclusive_kernel_matches;
+    use super::*;
     use crate::error::Kind;
 
     fn m(re: &str, s: &str) -> bool {
@@ -573,32 +416,85 @@ mod tests {
     }
 
     #[test]
+    fn posix_brackets_are_not_rusts() {
+        // Checked against bash: what regex-lite would read as syntax is literal in POSIX.
+        assert!(m("[\\d]", "d") && m("[\\d]", "\\") && !m("[\\d]", "5"));
+        assert!(m("[a\\-z]", "q") && m("[a\\-z]", "\\"), "range \\ to z");
+        assert!(m("[[]", "[") && m("[[a]", "["));
+        assert!(m("[a&&b]", "&") && m("[a~~b]", "~") && m("[+--]", "-"));
+        assert!(m("[--/]", "-") && m("[!--]", "-") && !m("[%--]", "a"));
+        assert!(m("[a-c-]", "-") && m("[[:alpha:]-]", "-"));
+        assert!(m("[]-a]", "^"), "range ] to a");
+        assert!(m("[A-z]", "_"), "ranges go by code point");
+        assert!(!m("[^-a]", "-"));
+        assert!(m("[{]", "{") && m("}", "}") && m("a}", "a}"));
+        assert!(m("a.b", "a\nb") && m("a[^x]b", "a\nb") && !m("^b", "a\nb"));
+        assert!(m("a\\b", "a b") && !m("a\\b", "ab"));
+        assert!(m("\\`a", "a") && m("a\\'", "a"));
+        assert!(m("a{1}*", "a") && m("a?*", "a") && m("(^)*a", "a"));
+        assert!(m("^a{1}{2}$", "aa") && !m("a{1}{2}", "a"));
+        assert!(!m("a^", "a^") && !m("a$b", "ab"), "anchors anywhere");
+        assert!(m("a||b", "b"));
+    }
+
+    #[test]
+    fn translation_escapes_every_literal() {
+        assert_eq!(
+            translate("^(3\\.[1-9][0-9]|[4-9]\\.)").unwrap(),
+            "^(?:3\\x{2E}[1-9][0-9]|[4-9]\\x{2E})"
+        );
+        assert_eq!(translate("a*?").unwrap(), "(?:a*)?");
+        assert_eq!(translate("a{,2}").unwrap(), "a{0,2}");
+        assert_eq!(translate("[^[:digit:]x]").unwrap(), "[^[:digit:]x]");
+    }
+
+    #[test]
     fn regex_refuses_what_it_cannot_answer() {
         for bad in [
             "*a",
             "+a",
             "a{",
             "a{1",
+            "a{x",
+            "a{ 1}",
             "a{2,1}",
             "(a",
             "[a",
             "[z-a]",
             "^*",
+            "a$*",
+            "\\b*a",
+            "(*a)",
+            "(?i)a",
+            "a|*b",
             "[[:foo:]]",
+            "[[:word:]]",
+            "[[:a]",
+            "[[:alpha:]",
+            "[a-c-e]",
+            "[a--]",
+            "[[:alpha:]-z]",
+            "[a-[:alpha:]]",
             "\\",
             "{1}a",
         ] {
             // bash fails these too (status 2).
             let e = exclusive_kernel_matches(bad, "a").unwrap_err();
             assert_eq!(e.kind(), Kind::Invalid, "{bad}");
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         }
-        for unsupported in ["(a)\\1", "\\bword", "[[.a.]]", "[[=a=]]", "\\d", "a{99999}"] {
+        for unsupported in [
+            "(a)\\1", "\\<word", "[[.a.]]", "[[=a=]]", "\\d", "\\n", "a{99999}", "é",
+        ] {
             let e = exclusive_kernel_matches(unsupported, "a").unwrap_err();
             assert_eq!(e.kind(), Kind::Invalid, "{unsupported}");
         }
         let e = exclusive_kernel_matches("\\d+", "5").unwrap_err();
         assert!(e.to_string().contains("plain 'd'"), "{e}");
+        let e = exclusive_kernel_matches("^6", "6.1-é").unwrap_err();
+        assert!(e.to_string().contains("not ASCII"), "{e}");
         // Counted repetition is bounded.
-        assert!(exclusive_kernel_matches("(((a{100}){100}){100})", "a").is_err());
+        let e = exclusive_kernel_matches("(((a{100}){100}){100})", "a").unwrap_err();
+        assert!(e.to_string().contains("too large"), "{e}");
     }
 }

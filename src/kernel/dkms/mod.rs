@@ -190,12 +190,12 @@ pub fn parse(text: &str, vars: &Vars, dir_name: Option<&str>) -> Result<Conf> {
 
 /// Whether kernel release `kver` matches `BUILD_EXCLUSIVE_KERNEL` (or `MAKE_MATCH`,
 /// `PATCH_MATCH`). dkms tests these with bash's `[[ $kver =~ $pattern ]]`, an unanchored
-/// POSIX ERE search. A pattern this engine does not support is an error, never a guess.
-/// (For an invalid pattern, bash's test fails, and dkms then excludes the module.)
+/// POSIX ERE search, translated for regex-lite by glibc's rules (see `ere.rs`). A pattern
+/// whose answer could differ from bash's is an error naming it, never a guess. (For an
+/// invalid pattern, bash's test fails, and dkms then excludes the module.)
 pub fn exclusive_kernel_matches(pattern: &str, kver: &str) -> Result<bool> {
-    let re = ere::Regex::new(pattern)
-        .map_err(|m| Error::invalid(format!("regular expression {pattern:?}: {m}")))?;
-    Ok(re.is_match(kver))
+    ere::search(pattern, kver)
+        .map_err(|m| Error::invalid(format!("regular expression {pattern:?}: {m}")))
 }
 
 impl Conf {
