@@ -9,7 +9,8 @@ use crate::error::{Error, IoContext, Result};
 
 /// The script that reads a `dkms.conf` as dkms 3 does: `read_conf` sets `kernelver`, `arch`,
 /// `kernel_source_dir`, `kernel_config`, `dkms_tree`, `source_tree`, `install_tree`,
-/// `module` and `module_version`, unsets the directives, and `safe_source` (lines 407-431)
+/// `module` and `module_version`, unsets the directives (`parallel_jobs` is set before, at
+/// dkms's top level, line 2532: the CPU count, as the built-in reader takes it), and `safe_source` (lines 407-431)
 /// sources the file in a subshell, echoes every directive back unquoted into a file and
 /// sources that. Instead of a file, the echoes are captured and evaluated. The result is
 /// printed as NUL-separated (name, index, value) triples, which no bash value can break.
@@ -17,9 +18,9 @@ use crate::error::{Error, IoContext, Result};
 const BASH_READER: &str = r#"
 shopt -s extglob
 kernelver=$1 arch=$2 kernel_source_dir=$3 dkms_tree=$4 source_tree=$5
-install_tree=$6 module=$7 module_version=$8 _rtool_conf=$9
+install_tree=$6 module=$7 module_version=$8 _rtool_conf=$9 parallel_jobs=${10}
 kernel_config=$kernel_source_dir/.config
-shift 9
+shift 10
 declare -a -r _rtool_vars=("$@")
 for _v in "${_rtool_vars[@]}"; do unset "$_v"; done
 _rtool_echoed=$(
@@ -66,6 +67,11 @@ pub fn parse_with_bash(bash: &Path, dir: &Path, vars: &Vars) -> Result<Conf> {
         .arg(&module)
         .arg(&version)
         .arg(&path)
+        .arg(
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .to_string(),
+        )
         .args(CONF_VARIABLES)
         .env("LC_ALL", "C")
         .stdin(Stdio::null())
@@ -497,7 +503,7 @@ done
 [[ $dkms_conf_variables == *PACKAGE_NAME* ]] || { echo "no dkms_conf_variables in $dkms" >&2; exit 3; }
 current_os=Linux running_distribution=arch ksourcedir_fromcli=1
 kernel_source_dir=$4 dkms_tree=$5 source_tree=$6 install_tree=/lib/modules
-module=$7 module_version=$8
+module=$7 module_version=$8 parallel_jobs=${10}
 read_conf "$kver" "$arch" "$9" || { echo "read_conf failed" >&2; exit 4; }
 the_make_command="${make_command/#make/make -j4 KERNELRELEASE=$kver}"
 for _v in package_name package_version CLEAN pre_build post_build pre_install post_install \
@@ -524,6 +530,12 @@ done
             .arg(module)
             .arg(version)
             .arg(dir.join("dkms.conf"))
+            // dkms's top level sets it (line 2532); the built-in reader counts the same CPUs.
+            .arg(
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .to_string(),
+            )
             .env("LC_ALL", "C")
             .stdin(std::process::Stdio::null())
             .output()

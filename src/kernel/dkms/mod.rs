@@ -121,6 +121,9 @@ pub struct Conf {
     /// `BUILD_EXCLUSIVE_KERNEL_MIN` / `_MAX` (dkms 3.1 and later).
     pub build_exclusive_kernel_min: Option<String>,
     pub build_exclusive_kernel_max: Option<String>,
+    /// dkms's own `build_exclude`, set by the file itself: nvidia-tesla-470 sets it for
+    /// `-rt-` kernels. dkms skips the module when it is non-empty (line 1022).
+    pub build_exclude: bool,
     /// `BUILD_DEPENDS[*]`: modules that must be built first.
     pub build_depends: Vec<String>,
     pub patches: Vec<Patch>,
@@ -240,18 +243,29 @@ impl Conf {
     }
 
     /// Why dkms would skip this module for `vars` (its exit 77), or `None`. Checks
-    /// `BUILD_EXCLUSIVE_KERNEL` and `BUILD_EXCLUSIVE_ARCH` (lines 624-625). `_CONFIG` needs
+    /// `BUILD_EXCLUSIVE_KERNEL` and `BUILD_EXCLUSIVE_ARCH` (lines 624-625), and a
+    /// `build_exclude` the file set itself. `_CONFIG` needs
     /// the kernel's `.config`, and `_KERNEL_MIN`/`_MAX` dkms 3.1's version order, so they
     /// are left to the caller. An error when either directive needed bash to be known
     /// (v4l2loopback sets BUILD_EXCLUSIVE_KERNEL inside an `if`): the answer is unknown.
     pub fn build_excluded(&self, vars: &Vars) -> Result<Option<String>> {
-        for d in ["BUILD_EXCLUSIVE_KERNEL", "BUILD_EXCLUSIVE_ARCH"] {
+        for d in [
+            "BUILD_EXCLUSIVE_KERNEL",
+            "BUILD_EXCLUSIVE_ARCH",
+            "build_exclude",
+        ] {
             if self.inexact.iter().any(|i| i == d) {
                 return Ok(Some(format!(
                     "{d} depends on shell code that only bash can run (bash is not installed), so whether dkms would build it for {} is unknown",
                     vars.kernelver
                 )));
             }
+        }
+        if self.build_exclude {
+            return Ok(Some(format!(
+                "dkms.conf sets dkms's build_exclude itself for kernel {}",
+                vars.kernelver
+            )));
         }
         if let Some(re) = &self.build_exclusive_kernel {
             if !exclusive_kernel_matches(re, &vars.kernelver)? {
@@ -536,6 +550,7 @@ fn build_conf(
         build_exclusive_config: scalar("BUILD_EXCLUSIVE_CONFIG"),
         build_exclusive_kernel_min: scalar("BUILD_EXCLUSIVE_KERNEL_MIN"),
         build_exclusive_kernel_max: scalar("BUILD_EXCLUSIVE_KERNEL_MAX"),
+        build_exclude: scalar("build_exclude").is_some(),
         build_depends,
         patches,
         autoinstall,
