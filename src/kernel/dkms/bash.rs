@@ -45,6 +45,20 @@ const BASH_OUTPUT_MAX: usize = 4 << 20;
 /// Reads `dir/dkms.conf` with `bash`, exactly as dkms does, for the kernel in `vars`.
 /// The file runs with the privileges of rtool, as under dkms; its own output is discarded.
 pub fn parse_with_bash(bash: &Path, dir: &Path, vars: &Vars) -> Result<Conf> {
+    let (dk, warnings) = read_values(bash, dir, vars)?;
+    let dir_name = dir.file_name().and_then(|n| n.to_str());
+    let mut conf = build_conf(warnings, dk, dir_name)?;
+    conf.read_by_bash = true;
+    Ok(conf)
+}
+
+/// The directives dkms holds after `safe_source`, read by `bash`, and what bash said on
+/// stderr (as warnings).
+pub(super) fn read_values(
+    bash: &Path,
+    dir: &Path,
+    vars: &Vars,
+) -> Result<(HashMap<&'static str, Array>, Vec<String>)> {
     use std::io::Read;
     use std::process::{Command, Stdio};
     let path = dir.join("dkms.conf");
@@ -150,57 +164,20 @@ pub fn parse_with_bash(bash: &Path, dir: &Path, vars: &Vars) -> Result<Conf> {
     for l in err.lines().filter(|l| !l.trim().is_empty()).take(5) {
         warnings.push(format!("bash: {l}"));
     }
-    let mut conf = build_conf(warnings, dk, dir_name)?;
-    conf.read_by_bash = true;
-    Ok(conf)
+    Ok((dk, warnings))
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
+    use super::super::fixtures::{
+        conf_dir, dkms_conf_fixture, every_fixture_conf, kernel_tree, BASH,
+    };
     use super::super::tests::ACPI_CALL;
     use super::super::{exclusive_kernel_matches, read, Module};
     use super::*;
     use crate::error::Kind;
-
-    /// The bash of the test machine, the one dkms runs.
-    const BASH: &str = "/bin/bash";
-
-    fn dkms_conf_fixture(file: &str) -> String {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/dkms-conf")
-            .join(file);
-        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-    }
-
-    /// `text` as `dir/NAME/dkms.conf`; returns `dir/NAME`.
-    fn conf_dir(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
-        let d = dir.join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("dkms.conf"), text).unwrap();
-        d
-    }
-
-    /// A kernel tree `dir/lib/modules/KVER/build`, with a `.config` if given and a `source`
-    /// directory beside `build` if asked, as Debian's -amd64 and -common headers make it.
-    fn kernel_tree(dir: &Path, kver: &str, config: Option<&str>, source: bool) -> Vars {
-        let m = dir.join("lib/modules").join(kver);
-        std::fs::create_dir_all(m.join("build")).unwrap();
-        if let Some(c) = config {
-            std::fs::write(m.join("build/.config"), c).unwrap();
-        }
-        if source {
-            std::fs::create_dir_all(m.join("source")).unwrap();
-        }
-        Vars {
-            kernelver: kver.to_string(),
-            kernel_source_dir: m.join("build").display().to_string(),
-            dkms_tree: dir.join("dkms-tree").display().to_string(),
-            source_tree: dir.join("src").display().to_string(),
-            arch: "x86_64".to_string(),
-        }
-    }
 
     fn by_bash(dir: &Path, v: &Vars) -> Conf {
         match parse_with_bash(Path::new(BASH), dir, v) {
@@ -558,32 +535,6 @@ done
                 );
         }
         held
-    }
-
-    /// Every dkms.conf of the fixtures, named as its source directory would be.
-    fn every_fixture_conf() -> Vec<(String, String)> {
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        let mut found = Vec::new();
-        for e in std::fs::read_dir(base.join("dkms-conf")).unwrap() {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_str().unwrap().to_string();
-            if let Some(stem) = name.strip_suffix(".conf") {
-                let (_, dir) = stem.split_once('-').unwrap();
-                found.push((dir.to_string(), std::fs::read_to_string(&p).unwrap()));
-            }
-        }
-        for e in std::fs::read_dir(base.join("modules")).unwrap() {
-            let p = e.unwrap().path();
-            let text = std::fs::read_to_string(p.join("dkms.conf")).unwrap();
-            let version = text
-                .lines()
-                .find_map(|l| l.strip_prefix("PACKAGE_VERSION="))
-                .map_or("1.0", |v| v.trim_matches('"'));
-            let name = p.file_name().unwrap().to_str().unwrap();
-            found.push((format!("{name}-{version}"), text));
-        }
-        found.sort();
-        found
     }
 
     #[test]

@@ -497,4 +497,193 @@ mod tests {
         let e = exclusive_kernel_matches("(((a{100}){100}){100})", "a").unwrap_err();
         assert!(e.to_string().contains("too large"), "{e}");
     }
+
+    /// The patterns of the corpus's real files: `BUILD_EXCLUSIVE_KERNEL`/`_ARCH`,
+    /// `MAKE_MATCH`, `PATCH_MATCH` and `=~` operands, where written as plain double-quoted
+    /// text (nvidia's `"^(3\.[1-9][0-9]|[4-9]\.)"`, nvidia-tesla-470's `"-rt-"`, …).
+    fn corpus_patterns() -> Vec<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dkms-conf");
+        let mut found = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_none_or(|x| x != "conf") {
+                continue;
+            }
+            for line in std::fs::read_to_string(&p).unwrap().lines() {
+                let l = line.trim_start();
+                let keys = [
+                    "BUILD_EXCLUSIVE_KERNEL=",
+                    "BUILD_EXCLUSIVE_ARCH=",
+                    "MAKE_MATCH[",
+                    "PATCH_MATCH[",
+                ];
+                let value = if keys.iter().any(|k| l.starts_with(k)) {
+                    l.split_once('=').map(|(_, v)| v)
+                } else {
+                    l.split_once("=~ ").map(|(_, v)| v)
+                };
+                let Some(quoted) = value.and_then(|v| v.strip_prefix('"')) else {
+                    continue;
+                };
+                let Some((pat, _)) = quoted.split_once('"') else {
+                    continue;
+                };
+                // Only text that double quotes leave as it is: no expansion, no `\\`.
+                let expands = pat.contains(['`', '"'])
+                    || pat.contains("\\\\")
+                    || pat.match_indices('$').any(|(k, _)| {
+                        pat[k + 1..]
+                            .starts_with(|c: char| c.is_ascii_alphanumeric() || "_{(".contains(c))
+                    });
+                if !expands && !found.iter().any(|f| f == pat) {
+                    found.push(pat.to_string());
+                }
+            }
+        }
+        found
+    }
+
+    /// bash's `[[ s =~ p ]]` for every pattern and subject: 0 match, 1 none, 2 invalid.
+    fn bash_verdicts(patterns: &[String], subjects: &[&str]) -> Vec<Vec<u8>> {
+        let out = std::process::Command::new(super::super::fixtures::BASH)
+            .arg("-c")
+            .arg(
+                r#"np=$1; shift; pats=("${@:1:np}"); subj=("${@:np+1}")
+for p in "${pats[@]}"; do for s in "${subj[@]}"; do [[ $s =~ $p ]]; printf %d $?; done; echo; done"#,
+            )
+            .arg("bash-ere")
+            .arg(patterns.len().to_string())
+            .args(patterns)
+            .args(subjects)
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.bytes().map(|b| b - b'0').collect())
+            .collect()
+    }
+
+    /// regex-lite's verdicts against bash's own `=~` for the corpus's patterns and more, over
+    /// kernel releases and architectures. Where rtool answers, it answers as bash; where it
+    /// refuses, bash fails too or the pattern is one rtool refuses on purpose.
+    #[test]
+    fn verdicts_equal_bashs() {
+        let corpus = corpus_patterns();
+        for want in [
+            "^(3\\.[1-9][0-9]|[4-9]\\.)",
+            "-rt-",
+            "NOT ON PREEMPT_RT",
+            "REQUIRES CONFIG_VIDEO_DEV",
+        ] {
+            assert!(corpus.iter().any(|p| p == want), "{want} in {corpus:?}");
+        }
+        // Patterns of other real packages, and the dialect's corners.
+        let more = [
+            "^(6\\.[0-1]\\.|5\\.)",
+            "^[5-9]\\.",
+            "^(4\\.(1[5-9]|[2-9][0-9])|[5-9]\\.)",
+            "^6\\.(1|6)\\..*-lts$",
+            "x86_64|i.86",
+            "^(x86_64|aarch64)$",
+            "arm.*",
+            ".*",
+            "[[:digit:]]+\\.[[:digit:]]+",
+            "^[^5]",
+            "-rt",
+            "^6\\.[0-9]{1,2}\\.",
+            "^(5|6)\\.[0-9]{,1}\\.",
+            "[\\d]",
+            "[a\\-z]",
+            "[[]",
+            "[a&&b]",
+            "[--/]",
+            "[]-a]",
+            "[A-z]",
+            "^\\w+\\.\\w+",
+            "\\s",
+            "\\S+$",
+            "\\bamd64$",
+            "\\Barch",
+            "a{1}*",
+            "(^)*6",
+            "a||6",
+            "()",
+            "a)",
+            "*a",
+            "a{",
+            "a{x",
+            "[a-c-e]",
+            "[[:word:]]",
+            "[z-a]",
+            "^*",
+            "(a",
+            "\\d",
+            "\\<6",
+            "(6)\\1",
+            "[[.6.]]",
+            "[[=6=]]",
+            "a{99999}",
+        ];
+        let refused_on_purpose = ["\\d", "\\<6", "(6)\\1", "[[.6.]]", "[[=6=]]"];
+        let patterns: Vec<String> = corpus
+            .iter()
+            .cloned()
+            .chain(more.iter().map(|s| s.to_string()))
+            .collect();
+        let subjects = [
+            "6.1.0-13-amd64",
+            "6.1.0-13-rt-amd64",
+            "6.1.55-1-rt16",
+            "5.10.0-30-amd64",
+            "4.19.0-27-amd64",
+            "4.9.0-8-686-pae",
+            "3.10.0",
+            "3.9.11",
+            "2.6.32-5-amd64",
+            "6.10.1-arch1-1",
+            "6.6.30-1-lts",
+            "6.12.0-rc1",
+            "10.0.0",
+            "x86_64",
+            "aarch64",
+            "i686",
+            "armv7l",
+            "ppc64le",
+            "a&b",
+            "\\",
+            "-",
+            "_",
+            "[",
+            "]",
+            "",
+        ];
+        let bash = bash_verdicts(&patterns, &subjects);
+        assert_eq!(bash.len(), patterns.len());
+        let mut answered = 0;
+        for (p, verdicts) in patterns.iter().zip(&bash) {
+            for (s, b) in subjects.iter().zip(verdicts) {
+                match exclusive_kernel_matches(p, s) {
+                    Ok(ours) => {
+                        assert_eq!(u8::from(!ours), *b, "{p:?} on {s:?}");
+                        answered += 1;
+                    }
+                    Err(e) => assert!(
+                        *b == 2 || refused_on_purpose.contains(&p.as_str()),
+                        "{p:?} on {s:?}: bash says {b}, rtool {e}"
+                    ),
+                }
+            }
+        }
+        for p in &corpus {
+            assert!(exclusive_kernel_matches(p, "6.1.0-13-amd64").is_ok(), "{p}");
+        }
+        assert!(answered > subjects.len() * corpus.len());
+    }
 }

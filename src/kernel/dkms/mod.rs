@@ -1,23 +1,26 @@
 //! `dkms.conf` as dkms 3 reads it, and OpenZFS's `META` kernel range.
 //!
-//! dkms sources `dkms.conf` with bash. rtool must not run bash, so this is a small interpreter
-//! for what real files contain: plain and array assignments, quoting, line continuations and
-//! `$var`/`${var}` expansion. It also copies how dkms reads the result back. `safe_source`
-//! (/usr/sbin/dkms 3.0.10, lines 407-437) echoes every value *unquoted* into a temporary file
-//! and sources that file again. So dkms joins every value's words with single spaces, then
-//! expands the value a second time inside double quotes. This module does the same. Line
-//! numbers in this file's comments are those of Debian's /usr/sbin/dkms 3.0.10. dkms 3.2 is
-//! cited where it differs.
+//! dkms sources `dkms.conf` with bash. rtool must not need bash, so it has a small evaluator
+//! for what real files contain (`lex.rs`, `shell.rs`; the subset is spelled out there). It
+//! also copies how dkms reads the result back. `safe_source` (/usr/sbin/dkms 3.0.10, lines
+//! 407-437) echoes every value *unquoted* into a temporary file and sources that file again.
+//! So dkms joins every value's words with single spaces, then expands the value a second
+//! time inside double quotes. This module does the same. Line numbers in these files'
+//! comments are those of Debian's /usr/sbin/dkms 3.0.10. dkms 3.2 is cited where it differs.
 //!
-//! Whatever needs bash is never guessed: command substitution, `if`/`for`/`case`, functions,
-//! `&&` lists, unknown variables. Such a construct is an error when it touches a value that
-//! says what is built and how (name, version, make command, module list, patches). Elsewhere
-//! it is a warning, and the directive is listed in [`Conf::inexact`]: `BUILD_EXCLUSIVE_*`,
-//! `AUTOINSTALL`, the build scripts, `STRIP`. `$(nproc)` is the one command whose output is
-//! known: it is the CPU count.
+//! Whatever needs bash is never guessed. Such a construct is an error when it touches a
+//! value that says what is built and how (name, version, make command, module list,
+//! patches). Elsewhere it is a warning, and the directive is listed in [`Conf::inexact`];
+//! [`read`] then asks bash itself when it is installed (`bash.rs`).
+//!
+//! The parts: this file holds the model (`Vars`, `Conf`, `Module`, `Patch`), [`read`],
+//! [`parse`] and dkms's checks of the values; `ere.rs` answers bash's `=~` for
+//! `BUILD_EXCLUSIVE_*`, `MAKE_MATCH` and `PATCH_MATCH`; `meta.rs` reads OpenZFS's `META`.
 
 mod bash;
 mod ere;
+#[cfg(test)]
+mod fixtures;
 mod lex;
 mod meta;
 mod shell;

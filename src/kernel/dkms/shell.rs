@@ -1,4 +1,36 @@
-//! The shell subset: the evaluator of what `dkms.conf` files contain.
+//! The subset of bash that `dkms.conf` files are written in, evaluated the way dkms 3 sources
+//! them (`read_conf` and `safe_source`), without running bash.
+//!
+//! Evaluated exactly:
+//! - simple statements of assignments, separated by newlines or `;`: `NAME=value`,
+//!   `NAME[n]=value` with a literal index, `NAME+=value`, and lists `NAME=(a [n]=b c)`, whose
+//!   unquoted expansions are split into words;
+//! - `export`, `declare`, `typeset` and `readonly` before assignments (the flags `-a -r -x
+//!   -g` only; others are read as plain assignments, with a warning); `unset NAME`; `:` and
+//!   `true`; comments; backslash-newline continuations;
+//! - quoting: `'…'`, `"…"`, backslash escapes, `$"…"`;
+//! - expansions: `$NAME`, `${NAME}`, `${NAME[n]}`, `${NAME[@]}`, `${NAME[*]}`, and
+//!   `${NAME:-w}`, `${NAME-w}`, `${NAME:+w}`, `${NAME+w}`;
+//! - the variables dkms defines while it sources the file (`kernelver`, `arch`,
+//!   `kernel_source_dir`, `kernel_config`, `dkms_tree`, `source_tree`, `module`,
+//!   `module_version`, `parallel_jobs`), and the directives, which dkms unsets first;
+//! - `$(nproc)` (and backquoted, `nproc --all`, `getconf _NPROCESSORS_ONLN`): the CPU count,
+//!   with a warning;
+//! - dkms's second reading: every value echoed back unquoted and expanded again.
+//!
+//! Anything else is never given a value. Command substitution, `$((…))`, `$'…'`, `~`, special
+//! and positional parameters, `${#…}`, `${!…}`, other `${…}` operators, array index
+//! expressions and variables set neither by the file nor by dkms make the value they appear
+//! in unknown. `if`, `case`, loops, `[[ ]]`, `{ }`, functions, subshells, `&&`/`||`/`|` lists and
+//! redirections are skipped whole, and every variable they assign becomes unknown. Any other
+//! command is not run (a warning). An unknown value is an error naming its line when it is a
+//! directive that says what is built and how (`PACKAGE_NAME`, `PACKAGE_VERSION`, `MAKE`,
+//! `MAKE_MATCH`, `BUILT_MODULE_*`, `DEST_MODULE_*`, `PATCH`, `PATCH_MATCH`), and otherwise a
+//! warning naming its line, the directive listed in `Conf::inexact` (then [`super::read`]
+//! asks bash). Text that is not valid shell (an unterminated quote, `${}`, a stray `fi`, a
+//! blank after `=` before a command) is an error naming its line. One thing is taken as bash
+//! takes it only when nothing matches: an unquoted glob in an array list (`PATCH=(*.patch)`)
+//! stays literal.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -565,8 +597,13 @@ pub(super) fn eval(parts: &[Part], line: usize, look: &dyn Fn(&Param, usize) -> 
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use super::super::bash::read_values;
+    use super::super::fixtures::{conf_dir, every_fixture_conf, kernel_tree, BASH};
     use super::super::parse;
     use super::super::tests::{parse_err, parse_ok, vars};
+    use super::*;
 
     #[test]
     fn quoting_and_expansion_follow_bash_and_dkms() {
@@ -741,5 +778,158 @@ export PRE_INSTALL=pre.sh
             "{w}"
         );
         assert!(w.contains("line 14: `for` was not run"), "{w}");
+    }
+
+    /// Sources `dir/dkms.conf` with real bash as `read_conf` does: dkms's variables set, the
+    /// directives unset first, extglob on. Prints every element of every directive as
+    /// NUL-separated (name, index, value) triples: `declare -p`'s facts, in a form no value
+    /// can break.
+    const SOURCE: &str = r#"
+shopt -s extglob
+kernelver=$1 arch=$2 kernel_source_dir=$3 dkms_tree=$4 source_tree=$5
+module=$6 module_version=$7 parallel_jobs=$8 _conf=$9
+kernel_config=$kernel_source_dir/.config
+shift 9
+for _v in "$@"; do unset "$_v"; done
+. "$_conf" >/dev/null 2>&1
+for _v in "$@"; do
+    eval 'for _i in "${!'$_v'[@]}"; do printf "%s\0%s\0%s\0" "$_v" "$_i" "${'$_v'[$_i]}"; done'
+done
+"#;
+
+    type Values = HashMap<String, BTreeMap<u64, String>>;
+
+    fn sourced_by_bash(dir: &Path, v: &Vars, module: &str, version: &str) -> Values {
+        let out = std::process::Command::new(BASH)
+            .arg("-c")
+            .arg(SOURCE)
+            .arg("source-dkms-conf")
+            .args([&v.kernelver, &v.arch, &v.kernel_source_dir, &v.dkms_tree])
+            .arg(&v.source_tree)
+            .args([module, version])
+            .arg(
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .to_string(),
+            )
+            .arg(dir.join("dkms.conf"))
+            .args(CONF_VARIABLES)
+            .env("LC_ALL", "C")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}: {}", dir.display(), out.status);
+        let mut values = Values::new();
+        let mut f = out.stdout.split(|b| *b == 0);
+        while let (Some(n), Some(i), Some(val)) = (f.next(), f.next(), f.next()) {
+            values
+                .entry(String::from_utf8_lossy(n).into_owned())
+                .or_default()
+                .insert(
+                    String::from_utf8_lossy(i).parse().unwrap(),
+                    String::from_utf8_lossy(val).into_owned(),
+                );
+        }
+        values
+    }
+
+    /// Compares every directive: rtool's value must be bash's, element for element, unless
+    /// rtool marked it unknown. Returns how many directives were unknown.
+    fn same_as_bash(ours: &HashMap<&str, &Array>, bash: &Values, at: &str) -> usize {
+        let mut unknown = 0;
+        for name in CONF_VARIABLES {
+            let arr = ours.get(name);
+            if arr.is_some_and(|a| a.values().any(|v| !v.unknown.is_empty())) {
+                unknown += 1;
+                continue;
+            }
+            let ours: BTreeMap<u64, String> = arr
+                .map(|a| a.iter().map(|(i, v)| (*i, v.text.clone())).collect())
+                .unwrap_or_default();
+            let theirs = bash.get(name).cloned().unwrap_or_default();
+            assert_eq!(ours, theirs, "{at}: {name}");
+        }
+        unknown
+    }
+
+    /// The differential test of the evaluator: every dkms.conf of the corpus, for kernels
+    /// with and without a `.config`, read by rtool and by real bash. What rtool evaluates,
+    /// after sourcing and after dkms's echo-back, equals what bash gives; what it cannot
+    /// evaluate is marked unknown; a file it refuses is refused with an error naming the
+    /// line.
+    #[test]
+    fn every_corpus_file_evaluates_as_bash_does() {
+        let files = every_fixture_conf();
+        for want in [
+            "nvidia-current-535.261.03",
+            "nvidia-tesla-470-470.256.02",
+            "v4l2loopback-0.12.7",
+            "acpi-call-1.2.2",
+            "zfs-2.1.11",
+            "edge-1.0",
+        ] {
+            assert!(files.iter().any(|(d, _)| d == want), "{want} in {files:?}");
+        }
+        let t = tempfile::tempdir().unwrap();
+        let kernels = [
+            kernel_tree(t.path(), "6.1.0-13-amd64", None, false),
+            kernel_tree(
+                t.path(),
+                "6.1.0-13-rt-amd64",
+                Some("CONFIG_PREEMPT_RT=y\nCONFIG_VIDEO_DEV=m\n"),
+                true,
+            ),
+            kernel_tree(
+                t.path(),
+                "5.10.0-30-amd64",
+                Some("CONFIG_VIDEO_V4L2=m\n"),
+                false,
+            ),
+        ];
+        let (mut exact, mut inexact, mut refused) = (0, 0, 0);
+        for (dir_name, text) in &files {
+            let dir = conf_dir(&t.path().join("src"), dir_name, text);
+            let (module, version) = dir_name.rsplit_once('-').unwrap();
+            for v in &kernels {
+                let at = format!("{dir_name} for {}", v.kernelver);
+                let mut sh = Shell {
+                    vars: v,
+                    module: Some((module.to_string(), version.to_string())),
+                    assigned: HashMap::new(),
+                    warnings: Vec::new(),
+                };
+                if let Err(e) = sh.run(text) {
+                    let e = e.to_string();
+                    assert!(e.contains("dkms.conf line"), "{at}: {e}");
+                    refused += 1;
+                    continue;
+                }
+                let bash = sourced_by_bash(&dir, v, module, version);
+                let ours = sh.assigned.iter().map(|(n, a)| (n.as_str(), a)).collect();
+                let unknown = same_as_bash(&ours, &bash, &format!("{at}, sourced"));
+
+                // After dkms's echo-back: against the bash reader, which is dkms's code.
+                let echoed = sh.reread();
+                let (dk, _) = read_values(Path::new(BASH), &dir, v).unwrap();
+                let theirs: Values = dk
+                    .iter()
+                    .map(|(n, a)| {
+                        let a = a.iter().map(|(i, v)| (*i, v.text.clone())).collect();
+                        (n.to_string(), a)
+                    })
+                    .collect();
+                let ours = echoed.iter().map(|(n, a)| (*n, a)).collect();
+                let unknown_after = same_as_bash(&ours, &theirs, &format!("{at}, echoed back"));
+                assert!(unknown_after >= unknown, "{at}");
+                if unknown_after == 0 {
+                    exact += 1;
+                } else {
+                    inexact += 1;
+                }
+            }
+        }
+        assert_eq!(exact + inexact + refused, files.len() * kernels.len());
+        // The corpus keeps the evaluator honest only while most of it is exact.
+        assert!(exact > inexact + refused, "{exact} {inexact} {refused}");
     }
 }
