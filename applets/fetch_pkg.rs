@@ -11,7 +11,7 @@ use rtool::net::ala::{self, Candidate, Spec};
 use rtool::net::http::{self, Client};
 use rtool::pkg::name;
 use rtool::progress::Mode;
-use rtool::sig::{self, Keyring};
+use rtool::sig::{self, FileDigest, Keyring, Pending, Verified};
 use rtool::{ctx, exit, sys, Ctx, Error, Kind, Result};
 
 pub fn command() -> Command {
@@ -61,7 +61,8 @@ pub fn command() -> Command {
   rtool fetch-pkg --offline -o /run/media/usb/pkgs linux=6.2.7.arch1-1
 
 Exit status: 0 all fetched and verified; 5 a signature or checksum failed; 6 network
-failure; 7 nothing matches, or no keyring.",
+failure; 7 nothing matches, or no keyring. A .sig that is not a signature (or over 64 KiB)
+is refused with 5 before the package is downloaded.",
         )
 }
 
@@ -294,31 +295,55 @@ impl Fetcher<'_> {
             return Err(Error::missing(format!("{} is not in {}", c.file, self.out.display())));
         }
         if already {
+            // One read gives the checksum and the signature's verdict.
+            let (sum, signature) = match &self.keyring {
+                Some(k) => {
+                    let checked = sig::check_file(k, &dest, &sig).map_err(|e| e.context(c.file.clone()))?;
+                    (checked.sha256, Some(checked.signature))
+                }
+                None => (sha256_file(&dest)?, None),
+            };
             if let Some(want) = &c.sha256 {
-                let have = sha256_file(&dest)?;
-                if &have != want {
-                    return Err(Error::new(Kind::Verify, format!("{}: sha256 {have} differs from the repository database's {want}", dest.display()))
+                if &sum != want {
+                    return Err(Error::new(Kind::Verify, format!("{}: sha256 {sum} differs from the repository database's {want}", dest.display()))
                         .hint("remove the file to fetch it again"));
                 }
             }
-            let who = self.check(&dest, &sig, c)?;
-            let sum = sha256_file(&dest)?;
+            let who = signed_by(signature, c)?;
             if !self.ctx.json {
                 writeln!(o, "{}  {sum}  (already here{who})", dest.display())?;
             }
             return Ok(result(c, &dest, &sum, true));
         }
-        // The signature first: small, and without it the package is useless.
-        if self.keyring.is_some() {
-            let bytes = self
-                .client()?
-                .get_small(&c.sig_url(), 64 << 10)?
-                .ok_or_else(|| Error::new(Kind::Verify, format!("{}: no signature on the mirror ({} is missing)", c.file, c.sig_url()))
-                    .hint("refusing an unsigned package; --skip-verify accepts it anyway"))?;
-            sys::write_atomic(&sig, &bytes, 0o644)?;
-        }
+        // The signature first: small, and without it the package is useless. It is parsed and
+        // its signer judged before a byte of the package is asked for.
+        let pending = match &self.keyring {
+            Some(k) => {
+                let bytes = self
+                    .client()?
+                    .get_small(&c.sig_url(), sig::MAX_SIG_BYTES)
+                    .map_err(|e| if e.kind() == Kind::Invalid { no_signature(e, c) } else { e })?
+                    .ok_or_else(|| Error::new(Kind::Verify, format!("{}: no signature on the mirror ({} is missing)", c.file, c.sig_url()))
+                        .hint("refusing an unsigned package; --skip-verify accepts it anyway"))?;
+                let pending = sig::accept(k, &bytes)
+                    .map_err(|e| if e.kind() == Kind::Invalid { no_signature(e, c) } else { e.context(c.file.clone()) })?;
+                sys::write_atomic(&sig, &bytes, 0o644)?;
+                Some(pending)
+            }
+            None => None,
+        };
+        // Every byte goes once through the signature's hash, which gives the SHA-256 too: the
+        // file is verified the moment its last byte lands.
+        let mut digest = pending.as_ref().map_or_else(FileDigest::sha256_only, Pending::digest);
         let mode = Mode::detect(self.ctx.verbosity < 0);
-        let got = self.client()?.download(&c.url, &part, &format!("fetch {}", c.file), mode)?;
+        self.client()?.download(&c.url, &part, &format!("fetch {}", c.file), mode, &mut digest)?;
+        let (sum, signature) = match &pending {
+            Some(p) => {
+                let checked = p.finish(digest);
+                (checked.sha256, Some(checked.signature))
+            }
+            None => (digest.sha256_hex(), None),
+        };
         // A mirror's error page saved as a package: say so before anything else.
         let mut head = vec![0u8; 512];
         let n = std::fs::File::open(&part).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).map_err(|e| Error::path(e, &part))?;
@@ -327,12 +352,12 @@ impl Fetcher<'_> {
             return Err(Error::new(Kind::Verify, format!("{}: not a package: {e}", c.url)));
         }
         if let Some(want) = &c.sha256 {
-            if &got.sha256 != want {
+            if &sum != want {
                 let _ = std::fs::remove_file(&part);
-                return Err(Error::new(Kind::Verify, format!("{}: sha256 {} differs from the repository database's {want}", c.file, got.sha256)));
+                return Err(Error::new(Kind::Verify, format!("{}: sha256 {sum} differs from the repository database's {want}", c.file)));
             }
         }
-        let who = match self.check(&part, &sig, c) {
+        let who = match signed_by(signature, c) {
             Ok(w) => w,
             Err(e) => {
                 // Bad data must not be resumed into, nor found under the final name.
@@ -342,16 +367,25 @@ impl Fetcher<'_> {
         };
         std::fs::rename(&part, &dest).map_err(|e| Error::path(e, &dest))?;
         if !self.ctx.json {
-            writeln!(o, "{}  {}{who}", dest.display(), got.sha256)?;
+            writeln!(o, "{}  {sum}{who}", dest.display())?;
         }
-        Ok(result(c, &dest, &got.sha256, false))
+        Ok(result(c, &dest, &sum, false))
     }
+}
 
-    /// Checks `file` against `sig` (unless --skip-verify); returns a note on the signer.
-    fn check(&self, file: &Path, sig: &Path, c: &Candidate) -> Result<String> {
-        let Some(keyring) = &self.keyring else { return Ok(", NOT verified".into()) };
-        let v = sig::verify_file(keyring, file, sig).map_err(|e| e.context(c.file.clone()))?;
-        Ok(format!(", signed by {}", v.user_id.unwrap_or(v.fingerprint)))
+/// A `.sig` from the mirror that is too large or no signature fails like a bad signature
+/// (exit 5), and before the package is downloaded.
+fn no_signature(e: Error, c: &Candidate) -> Error {
+    Error::new(Kind::Verify, format!("{}: {e}", c.file))
+        .hint("the package was not downloaded; another --mirror may have an intact signature")
+}
+
+/// A note on the signer for the output line, or the signature's failure (`None`: --skip-verify).
+fn signed_by(signature: Option<Result<Verified>>, c: &Candidate) -> Result<String> {
+    match signature {
+        None => Ok(", NOT verified".into()),
+        Some(Ok(v)) => Ok(format!(", signed by {}", v.user_id.unwrap_or(v.fingerprint))),
+        Some(Err(e)) => Err(e.context(c.file.clone())),
     }
 }
 

@@ -9,14 +9,37 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whatever must see a file's bytes once, in order, as they are read or as they arrive: its
+/// SHA-256, or a signature's hash that gives the SHA-256 too (`sig::FileDigest`).
+pub trait Digester: Send {
+    /// The next bytes of the file.
+    fn consume(&mut self, bytes: &[u8]);
+    /// Forgets every byte seen so far: the file starts over.
+    fn restart(&mut self);
+}
+
+impl Digester for Sha256 {
+    fn consume(&mut self, bytes: &[u8]) {
+        Digest::update(self, bytes);
+    }
+
+    fn restart(&mut self) {
+        Digest::reset(self);
+    }
+}
+
 /// Feeds everything `r` yields into `h`, through `buf`.
-pub fn update_from(h: &mut Sha256, mut r: impl Read, buf: &mut [u8]) -> io::Result<u64> {
+pub fn update_from<D: Digester + ?Sized>(
+    h: &mut D,
+    mut r: impl Read,
+    buf: &mut [u8],
+) -> io::Result<u64> {
     let mut total = 0;
     loop {
         match r.read(buf) {
             Ok(0) => return Ok(total),
             Ok(n) => {
-                h.update(&buf[..n]);
+                h.consume(&buf[..n]);
                 total += n as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -42,5 +65,14 @@ mod tests {
             sha256_hex(&b"abc"[..]).unwrap(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn restart_forgets_what_was_seen() {
+        let mut h = Sha256::new();
+        h.consume(b"something else");
+        h.restart();
+        h.consume(b"abc");
+        assert_eq!(hex(&h.finalize()), sha256_hex(&b"abc"[..]).unwrap());
     }
 }

@@ -594,3 +594,132 @@ fn mirrors_are_tried_in_order() {
         .join("linux-6.2.7.arch1-1-x86_64.pkg.tar.zst")
         .is_file());
 }
+
+/// A served tree with the archive's `linux` packages, each `(version, body, sig)` as given.
+fn linux_tree(entries: &[(&str, Vec<u8>, Vec<u8>)]) -> tempfile::TempDir {
+    let root = tempfile::Builder::new()
+        .prefix("fetch-root-")
+        .tempdir()
+        .unwrap();
+    let dir = root.path().join("packages/l/linux");
+    fs::create_dir_all(&dir).unwrap();
+    for (version, body, sig) in entries {
+        let name = format!("linux-{version}-x86_64.pkg.tar.zst");
+        fs::write(dir.join(&name), body).unwrap();
+        fs::write(dir.join(format!("{name}.sig")), sig).unwrap();
+    }
+    root
+}
+
+fn linux_pkg(version: &str) -> (Vec<u8>, Vec<u8>) {
+    let p = archive_root().join(format!(
+        "packages/l/linux/linux-{version}-x86_64.pkg.tar.zst"
+    ));
+    let mut sig = p.clone().into_os_string();
+    sig.push(".sig");
+    (fs::read(&p).unwrap(), fs::read(sig).unwrap())
+}
+
+/// The package bodies the server was asked for (signatures and listings aside).
+fn body_requests(n: &Nginx) -> Vec<String> {
+    n.access_log()
+        .lines()
+        .filter(|l| l.contains(".pkg.tar.zst HTTP"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_sig_that_is_no_signature_is_refused_before_the_package_is_asked_for() {
+    let (body, _) = linux_pkg("6.2.8.arch1-1");
+    // 70 KiB of signature-looking bytes, and a well-formed OpenPGP packet that is a user ID.
+    let mut huge = vec![0x89, 0x02, 0x33];
+    huge.resize(70 << 10, 0x42);
+    let user_id = b"\xcd\x0cnot a packet".to_vec();
+    let root = linux_tree(&[
+        ("6.2.8.arch1-1", body.clone(), huge),
+        ("6.2.7.arch1-1", body, user_id),
+    ]);
+    let n = Nginx::start(root.path(), "");
+    let d = out_dir();
+    fetch(&n.url(), d.path(), &["linux=6.2.8.arch1-1"])
+        .status(5)
+        .stderr_has("linux-6.2.8.arch1-1-x86_64.pkg.tar.zst: ")
+        .stderr_has("larger than the 65536 bytes expected")
+        .stderr_has("the package was not downloaded");
+    fetch(&n.url(), d.path(), &["linux=6.2.7.arch1-1"])
+        .status(5)
+        .stderr_has("malformed signature: the file holds something other than a signature");
+    n.wait_access_log("linux-6.2.7.arch1-1-x86_64.pkg.tar.zst.sig ");
+    assert_eq!(body_requests(&n), Vec::<String>::new());
+    assert_eq!(files(d.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_resumed_download_is_verified_in_one_pass() {
+    let name = "linux-6.2.10.arch1-1-x86_64.pkg.tar.zst";
+    let src = archive_root().join("packages/l/linux").join(name);
+    let bytes = fs::read(&src).unwrap();
+    let want = sha256(&src);
+    let n = server();
+    // A .part from an earlier run: its bytes are hashed once, the rest as it arrives, and the
+    // printed checksum and the signature both cover the whole file.
+    let d = out_dir();
+    let half = bytes.len() / 2;
+    fs::write(d.path().join(format!("{name}.part")), &bytes[..half]).unwrap();
+    fetch(&n.url(), d.path(), &["linux=6.2.10.arch1-1"])
+        .success()
+        .stdout_has(&format!("{want}, signed by Test Packager"));
+    n.wait_access_log(&format!("range=\"bytes={half}-\""));
+    assert_eq!(fs::read(d.path().join(name)).unwrap(), bytes);
+    // Cut mid-body and resumed within one command: the bytes of the first attempt are not
+    // hashed again, nor missed.
+    let d2 = out_dir();
+    let p = FaultProxy::start(n.port, Fault::CutFirst(200_000));
+    rtool([
+        "fetch-pkg",
+        "--retries",
+        "3",
+        "--mirror",
+        &p.url(),
+        "--ca-file",
+    ])
+    .arg(&tls().ca)
+    .arg("--keyring")
+    .arg(keyring())
+    .arg("-o")
+    .arg(d2.path())
+    .arg("linux=6.2.10.arch1-1")
+    .run()
+    .success()
+    .stderr_has("retrying")
+    .stdout_has(&format!("{want}, signed by Test Packager"));
+    assert!(p.connections() >= 2);
+}
+
+#[test]
+fn a_corrupted_body_fails_and_is_not_kept() {
+    let (mut body, sig) = linux_pkg("6.2.8.arch1-1");
+    let mid = body.len() / 2;
+    body[mid] ^= 0x01;
+    let root = linux_tree(&[("6.2.8.arch1-1", body, sig)]);
+    let n = Nginx::start(root.path(), "");
+    let d = out_dir();
+    let name = "linux-6.2.8.arch1-1-x86_64.pkg.tar.zst";
+    fetch(&n.url(), d.path(), &["linux=6.2.8.arch1-1"])
+        .status(5)
+        .stderr_has("bad signature by")
+        .stderr_has("Test Packager");
+    assert!(!d.path().join(name).exists() && !d.path().join(format!("{name}.part")).exists());
+    // A damaged byte in a resumed prefix, with a correct rest from the server: refused too.
+    let good = server();
+    let (mut prefix, _) = linux_pkg("6.2.8.arch1-1");
+    prefix.truncate(4000);
+    prefix[10] ^= 0x01;
+    fs::write(d.path().join(format!("{name}.part")), prefix).unwrap();
+    fetch(&good.url(), d.path(), &["linux=6.2.8.arch1-1"])
+        .status(5)
+        .stderr_has("bad signature by");
+    good.wait_access_log("range=\"bytes=4000-\"");
+    assert!(!d.path().join(name).exists() && !d.path().join(format!("{name}.part")).exists());
+}

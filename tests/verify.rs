@@ -410,3 +410,78 @@ fn the_real_signature_fails_against_the_test_keyring() {
         .stdout_has("unknown key")
         .stdout_has(KPCYRD_SUBKEY);
 }
+
+#[test]
+fn sha512_and_sha256_signatures_both_hold_and_a_flipped_byte_fails() {
+    // A main key of its own, made here: its SHA-512 signature takes the path where the
+    // signature's hash and the file's SHA-256 run side by side.
+    let tmp = scratch();
+    let home = tempfile::Builder::new()
+        .prefix("rtool-gpg.")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let gpg = || {
+        Cmd::new("gpg")
+            .env("GNUPGHOME", home.path())
+            .args(["--batch", "--quiet", "--pinentry-mode", "loopback"])
+            .args(["--passphrase", ""])
+    };
+    gpg()
+        .args(["--quick-gen-key", "hashes <hashes@rtool.test>", "ed25519"])
+        .args(["sign", "never"])
+        .run()
+        .success();
+    let listing = gpg()
+        .args(["--with-colons", "--list-keys", "hashes@rtool.test"])
+        .run()
+        .success()
+        .stdout();
+    let fpr = listing
+        .lines()
+        .find_map(|l| l.strip_prefix("fpr:"))
+        .and_then(|l| l.split(':').find(|f| f.len() == 40))
+        .expect("the new key's fingerprint")
+        .to_string();
+    let keyring = tmp.path().join("keyring");
+    fs::create_dir(&keyring).unwrap();
+    let export = gpg().args(["--export", &fpr]).run().success();
+    fs::write(keyring.join("archlinux.gpg"), &export.0.stdout).unwrap();
+    fs::write(keyring.join("archlinux-trusted"), format!("{fpr}:4:\n")).unwrap();
+    fs::write(keyring.join("archlinux-revoked"), "").unwrap();
+
+    // Bigger than one read, and not a multiple of it.
+    let data: Vec<u8> = (0..(600u32 << 10) + 77)
+        .map(|i| (i * 7 % 253) as u8)
+        .collect();
+    for algo in ["SHA512", "SHA256"] {
+        let file = tmp.path().join(format!("{algo}.dat"));
+        fs::write(&file, &data).unwrap();
+        gpg()
+            .args(["-u", &fpr, "--digest-algo", algo, "--detach-sign", "-o"])
+            .arg(tmp.path().join(format!("{algo}.dat.sig")))
+            .arg(&file)
+            .run()
+            .success();
+        rtool(["verify", "--keyring"])
+            .arg(&keyring)
+            .arg(&file)
+            .run()
+            .success()
+            .stdout_has(&format!(
+                "good signature by hashes <hashes@rtool.test> ({fpr})"
+            ));
+        let mut flipped = data.clone();
+        flipped[data.len() - 1] ^= 0x10;
+        fs::write(&file, flipped).unwrap();
+        rtool(["verify", "--keyring"])
+            .arg(&keyring)
+            .arg(&file)
+            .run()
+            .status(5)
+            .stdout_has("bad signature by");
+    }
+    let _ = Cmd::new("gpgconf")
+        .env("GNUPGHOME", home.path())
+        .args(["--kill", "gpg-agent"])
+        .run();
+}

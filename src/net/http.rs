@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use ureq::http::StatusCode;
 use ureq::tls::{PemItem, RootCerts, TlsConfig};
 
 use crate::error::{Error, Kind, Result};
+use crate::hash::Digester;
 use crate::progress::{Mode, Progress};
 
 #[derive(Clone, Debug)]
@@ -45,13 +45,51 @@ pub struct Client {
     notify: Box<dyn Fn(&str) + Send + Sync>,
 }
 
-/// The outcome of a download.
+/// The outcome of a download; the digest it was given has seen every byte of the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Downloaded {
     pub bytes: u64,
-    pub sha256: String,
     /// Bytes that were already in `.part` and not fetched again.
     pub resumed_from: u64,
+}
+
+/// The caller's digest and how many of the file's first bytes it has seen, across attempts:
+/// a retry that resumes where the last one broke feeds it nothing twice.
+struct Fed<'a> {
+    digest: &'a mut dyn Digester,
+    len: u64,
+}
+
+impl Fed<'_> {
+    fn consume(&mut self, bytes: &[u8]) {
+        self.digest.consume(bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    /// Brings the digest to exactly the first `upto` bytes of `file`, reading only what it
+    /// has not seen (all of a `.part` left by an earlier run, none after a broken transfer).
+    fn catch_up(&mut self, file: &mut File, upto: u64) -> io::Result<()> {
+        if self.len > upto {
+            self.digest.restart();
+            self.len = 0;
+        }
+        if self.len < upto {
+            file.seek(io::SeekFrom::Start(self.len))?;
+            let n = crate::hash::update_from(
+                self.digest,
+                (&*file).take(upto - self.len),
+                &mut vec![0u8; CHUNK],
+            )?;
+            self.len += n;
+            if self.len != upto {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the partial download shrank while it was read",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Bytes handed from the network thread to the writing thread at a time.
@@ -162,12 +200,22 @@ impl Client {
     }
 
     /// Downloads `url` into `part`, resuming what is already there, retrying what may pass.
-    /// On success `part` holds the whole file (the caller renames it into place).
-    pub fn download(&self, url: &str, part: &Path, label: &str, mode: Mode) -> Result<Downloaded> {
+    /// Every byte of the file goes once, in order, to `digest` (a resumed `.part` is read for
+    /// it first). On success `part` holds the whole file (the caller renames it into place)
+    /// and `digest` has seen exactly that file.
+    pub fn download(
+        &self,
+        url: &str,
+        part: &Path,
+        label: &str,
+        mode: Mode,
+        digest: &mut dyn Digester,
+    ) -> Result<Downloaded> {
         let mut attempt = 0;
         let mut restarted = false;
+        let mut fed = Fed { digest, len: 0 };
         loop {
-            match self.try_download(url, part, label, mode, &mut restarted) {
+            match self.try_download(url, part, label, mode, &mut restarted, &mut fed) {
                 Err(e) if retryable(&e) && attempt < self.opts.retries => {
                     eprintln!(
                         "{label}: {e}; retrying in {} s",
@@ -188,6 +236,7 @@ impl Client {
         label: &str,
         mode: Mode,
         restarted: &mut bool,
+        fed: &mut Fed<'_>,
     ) -> Result<Downloaded> {
         let mut file = OpenOptions::new()
             .create(true)
@@ -236,13 +285,10 @@ impl Client {
                     .and_then(|t| t.trim().parse::<u64>().ok());
                 if total == Some(have) {
                     // Already complete.
-                    file.seek(io::SeekFrom::Start(0))
-                        .map_err(|e| Error::path(e, part))?;
-                    let sha256 = crate::hash::sha256_hex((&file).take(have))
+                    fed.catch_up(&mut file, have)
                         .map_err(|e| Error::path(e, part))?;
                     return Ok(Downloaded {
                         bytes: have,
-                        sha256,
                         resumed_from: have,
                     });
                 }
@@ -258,10 +304,8 @@ impl Client {
             }
             s => return Err(status_error(url, s)),
         };
-        let mut hasher = Sha256::new();
-        if start > 0 {
-            hash_into(&mut file, start, &mut hasher).map_err(|e| Error::path(e, part))?;
-        }
+        fed.catch_up(&mut file, start)
+            .map_err(|e| Error::path(e, part))?;
         let expected = total.map(|t| {
             if status == StatusCode::PARTIAL_CONTENT {
                 t
@@ -278,11 +322,10 @@ impl Client {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
             let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(6);
             let file = &mut file;
-            let hasher = &mut hasher;
             let writer = s.spawn(move || -> io::Result<()> {
                 for chunk in rx {
                     file.write_all(&chunk)?;
-                    hasher.update(&chunk);
+                    fed.consume(&chunk);
                     let _ = back_tx.try_send(chunk);
                 }
                 Ok(())
@@ -355,17 +398,9 @@ impl Client {
         progress.finish();
         Ok(Downloaded {
             bytes: done,
-            sha256: crate::hash::hex(&hasher.finalize()),
             resumed_from: start,
         })
     }
-}
-
-/// Hashes the first `len` bytes of `file` into `hasher` (what a resumed download already has).
-fn hash_into(file: &mut File, len: u64, hasher: &mut Sha256) -> io::Result<()> {
-    file.seek(io::SeekFrom::Start(0))?;
-    crate::hash::update_from(hasher, (&*file).take(len), &mut vec![0u8; 256 << 10])?;
-    Ok(())
 }
 
 /// `bytes 1000-4999/5000` → (1000, Some(5000)); `bytes 1000-4999/*` → (1000, None).
@@ -434,5 +469,57 @@ mod tests {
         assert_eq!(parse_content_range(Some("bytes */5000000")), None);
         assert_eq!(parse_content_range(Some("bytes 9-1/10")), None);
         assert_eq!(parse_content_range(None), None);
+    }
+
+    /// The SHA-256 of `bytes`, for comparing with what a `Fed` digest saw.
+    fn sum(bytes: &[u8]) -> String {
+        crate::hash::sha256_hex(bytes).unwrap()
+    }
+
+    #[test]
+    fn catch_up_reads_only_what_the_digest_has_not_seen() {
+        use sha2::{Digest, Sha256};
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&bytes).unwrap();
+        let mut h = Sha256::new();
+        let mut fed = Fed {
+            digest: &mut h,
+            len: 0,
+        };
+        // A .part left by an earlier run: its prefix is read once.
+        fed.catch_up(&mut file, 4000).unwrap();
+        assert_eq!(fed.len, 4000);
+        // A transfer that broke after more bytes arrived: only those are new.
+        fed.consume(&bytes[4000..6000]);
+        fed.catch_up(&mut file, 6000).unwrap();
+        fed.catch_up(&mut file, 10_000).unwrap();
+        assert_eq!(fed.len, 10_000);
+        assert_eq!(crate::hash::hex(&h.finalize()), sum(&bytes));
+    }
+
+    #[test]
+    fn catch_up_starts_over_when_the_file_did() {
+        use sha2::{Digest, Sha256};
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"new contents").unwrap();
+        let mut h = Sha256::new();
+        let mut fed = Fed {
+            digest: &mut h,
+            len: 0,
+        };
+        fed.consume(b"what the first attempt received, longer than the file");
+        // The server ignored the range: the file was emptied and comes again from byte 0.
+        fed.catch_up(&mut file, 0).unwrap();
+        assert_eq!(fed.len, 0);
+        fed.consume(b"new contents");
+        assert_eq!(crate::hash::hex(&h.finalize()), sum(b"new contents"));
+        // A .part shorter than the digest's count is refused, never half-hashed.
+        let mut h2 = Sha256::new();
+        let mut short = Fed {
+            digest: &mut h2,
+            len: 0,
+        };
+        assert!(short.catch_up(&mut file, 100).is_err());
     }
 }

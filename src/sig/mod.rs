@@ -14,14 +14,17 @@
 //!   by 3 distinct main keys that are not revoked, each certification verified;
 //! - and the signature verifies over the file, which is streamed, never held in memory.
 //!
-//! The keyring and the trust decisions are checked before the file is read, so a signature
-//! that cannot be accepted costs no pass over a 150 MB package.
+//! The keyring and the trust decisions are checked before the file is read ([`accept`]), so a
+//! signature that cannot be accepted costs no pass over a 150 MB package, nor its download.
+//! The file's bytes then go once through [`FileDigest`], which gives the signature's hash and
+//! the file's SHA-256 together, from a disk or as they arrive from the network.
 
+mod digest;
 mod keyring;
 mod trust;
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,6 +32,7 @@ use pgp::composed::SignedPublicKey;
 use pgp::packet::{Signature, SignatureType, SignatureVersion};
 use pgp::types::KeyDetails;
 
+pub use digest::FileDigest;
 pub use keyring::Keyring;
 use keyring::{hex_upper, KeyRef};
 use trust::{Binding, Unusable, MARGINALS_NEEDED};
@@ -36,7 +40,7 @@ use trust::{Binding, Unusable, MARGINALS_NEEDED};
 use crate::error::{Error, IoContext, Kind, Result};
 
 /// A `.sig` larger than this is not a package signature (repo-add refuses more than 16 KiB).
-const MAX_SIG_BYTES: u64 = 1 << 20;
+pub const MAX_SIG_BYTES: u64 = 64 << 10;
 /// Read buffer for the signed file: large reads keep the syscalls few on 150 MB packages.
 const READ_BUFFER: usize = 256 * 1024;
 
@@ -53,16 +57,48 @@ pub struct Verified {
     pub created: i64,
 }
 
+/// What one read of a signed file tells.
+#[derive(Debug)]
+pub struct Checked {
+    /// The file's SHA-256, lower-case hex.
+    pub sha256: String,
+    /// Whether the signature holds over the file.
+    pub signature: Result<Verified>,
+}
+
 /// Checks the detached signature `sig_file` (binary or armoured) over `file`.
 pub fn verify_file(keyring: &Keyring, file: &Path, sig_file: &Path) -> Result<Verified> {
+    check_file(keyring, file, sig_file)?.signature
+}
+
+/// Checks the detached signature `sig_file` over `file` and gives the file's SHA-256 from the
+/// same read. A signature that is missing, malformed or not accepted by the trust model, or a
+/// file that cannot be read, is an error; a signature that does not hold over the bytes is
+/// `Checked::signature`'s.
+pub fn check_file(keyring: &Keyring, file: &Path, sig_file: &Path) -> Result<Checked> {
     let sig = read_sig(sig_file)?;
-    let mut data = File::open(file).at(file)?;
-    verify_reader(keyring, &mut data, &sig)
+    let data = File::open(file).at(file)?;
+    let pending = accept(keyring, &sig)?;
+    let mut digest = pending.digest();
+    crate::hash::update_from(&mut digest, data, &mut vec![0u8; READ_BUFFER])
+        .map_err(|e| Error::io(e, "reading the signed file"))?;
+    Ok(pending.finish(digest))
 }
 
 /// Streams `data` and checks the detached signature `sig` (binary or armoured) against the
 /// keyring with Arch's trust model.
 pub fn verify_reader(keyring: &Keyring, data: &mut dyn Read, sig: &[u8]) -> Result<Verified> {
+    let pending = accept(keyring, sig)?;
+    let mut digest = pending.digest();
+    crate::hash::update_from(&mut digest, data, &mut vec![0u8; READ_BUFFER])
+        .map_err(|e| Error::io(e, "reading the signed file"))?;
+    pending.finish(digest).signature
+}
+
+/// Parses the detached signature `sig` (binary or armoured) and checks everything but the
+/// data: the signature's own properties, the key's state when it signed, revocations, trust.
+/// What it returns waits for the signed bytes.
+pub fn accept<'k>(keyring: &'k Keyring, sig: &[u8]) -> Result<Pending<'k>> {
     let sig = parse_signature(sig)?;
     let now = now();
     let candidates = keyring.lookup(&sig.issuer_fingerprint(), &sig.issuer_key_id());
@@ -71,13 +107,58 @@ pub fn verify_reader(keyring: &Keyring, data: &mut dyn Read, sig: &[u8]) -> Resu
     // shares; the first that the trust model accepts is the one the file is checked against.
     for r in candidates {
         match check_signer(keyring, &sig, r, now) {
-            Ok(signer) => return check_data(&sig, &signer, data),
+            Ok(signer) => return Ok(Pending { sig, signer }),
             Err(e) => {
                 first_err.get_or_insert(e);
             }
         }
     }
     Err(first_err.unwrap_or_else(|| unknown_key(keyring, &sig)))
+}
+
+/// A signature the trust model accepted, waiting for the bytes it signs.
+pub struct Pending<'k> {
+    sig: Signature,
+    signer: Signer<'k>,
+}
+
+impl Pending<'_> {
+    /// The hashes to feed the file's bytes to, once, in order.
+    pub fn digest(&self) -> FileDigest {
+        // check_signer accepted only hashes rpgp computes.
+        FileDigest::for_signature(&self.sig).unwrap_or_else(FileDigest::sha256_only)
+    }
+
+    /// The file's SHA-256 and whether the signature holds, once `digest` has seen every byte.
+    pub fn finish(&self, digest: FileDigest) -> Checked {
+        let (sha256, data) = digest.split();
+        let holds = data.is_some_and(|data| match self.signer.key.subkey {
+            None => digest::holds(&self.sig, &self.signer.cert.primary_key, data),
+            Some(j) => self
+                .signer
+                .cert
+                .public_subkeys
+                .get(j)
+                .is_some_and(|sub| digest::holds(&self.sig, &sub.key, data)),
+        });
+        let signature = if holds {
+            Ok(Verified {
+                fingerprint: self.signer.fingerprint.clone(),
+                signer_key: self.signer.signer_key.clone(),
+                user_id: self.signer.user_id.clone(),
+                created: self.signer.created,
+            })
+        } else {
+            Err(verify_error(format!(
+                "bad signature by {}: the file does not match it (changed or damaged)",
+                self.signer.who
+            )))
+        };
+        Checked {
+            sha256: crate::hash::hex(&sha256),
+            signature,
+        }
+    }
 }
 
 /// `YYYY-MM-DD` (UTC) for seconds since the epoch.
@@ -378,56 +459,6 @@ fn usable_at(what: &str, created: i64, expires: Option<i64>, t: i64) -> Result<(
                 date(t)
             ),
         })
-    })
-}
-
-/// Passes reads through and keeps the first I/O error: rpgp folds it into its own error, and
-/// a failing disk must not be reported as a bad signature.
-struct KeepError<R> {
-    inner: R,
-    error: Option<io::Error>,
-}
-
-impl<R: Read> Read for KeepError<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Err(e) if e.kind() != io::ErrorKind::Interrupted => {
-                let copy = io::Error::new(e.kind(), e.to_string());
-                self.error.get_or_insert(e);
-                Err(copy)
-            }
-            other => other,
-        }
-    }
-}
-
-/// Hashes the file once, streaming, and checks the signature with the signer's key.
-fn check_data(sig: &Signature, signer: &Signer<'_>, data: &mut dyn Read) -> Result<Verified> {
-    let mut reader = KeepError {
-        inner: BufReader::with_capacity(READ_BUFFER, data),
-        error: None,
-    };
-    let result = match signer.key.subkey {
-        None => sig.verify(&signer.cert.primary_key, &mut reader),
-        Some(j) => match signer.cert.public_subkeys.get(j) {
-            Some(sub) => sig.verify(&sub.key, &mut reader),
-            None => return Err(verify_error(format!("no such subkey of {}", signer.who))),
-        },
-    };
-    if let Some(e) = reader.error.take() {
-        return Err(Error::io(e, "reading the signed file"));
-    }
-    if result.is_err() {
-        return Err(verify_error(format!(
-            "bad signature by {}: the file does not match it (changed or damaged)",
-            signer.who
-        )));
-    }
-    Ok(Verified {
-        fingerprint: signer.fingerprint.clone(),
-        signer_key: signer.signer_key.clone(),
-        user_id: signer.user_id.clone(),
-        created: signer.created,
     })
 }
 
