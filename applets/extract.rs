@@ -42,6 +42,8 @@ pub fn command() -> Command {
             .help("Replace existing paths of another type (never a non-empty directory)"))
         .arg(Arg::new("devices").long("devices").action(ArgAction::SetTrue)
             .help("Create device nodes and FIFOs (refused by default)"))
+        .arg(Arg::new("raw").long("raw").action(ArgAction::SetTrue)
+            .help("Unpack a tar that is not a pacman package (no .PKGINFO before its files)"))
         .arg(ctx::arg_dry_run())
         .group(clap::ArgGroup::new("mode").args(["list", "info", "verify", "dry_run"]))
         .after_help(
@@ -52,6 +54,7 @@ pub fn command() -> Command {
   rtool extract --info --json cmatrix-2.0-3-x86_64.pkg.tar.zst
   rtool extract --verify -C /mnt linux-6.2.7.arch1-1-x86_64.pkg.tar.zst  # did it land intact?
   rtool extract -n -C /mnt linux-*.pkg.tar.zst                     # what would be written
+  rtool extract --raw -C /tmp/x some-archive.tar.gz                  # any tar, same jail
 
 Exit status: 0 done; 1 --verify found differences; 3 corrupt or hostile package;
 4 the system refused (permission, disk full, a path of another type in the way).",
@@ -86,22 +89,37 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         ..Options::default()
     };
     for pkg in &pkgs {
-        extract_one(ctx, pkg, &dir, opts)?;
+        extract_one(ctx, pkg, &dir, opts, flag("raw"))?;
     }
     Ok(exit::OK)
+}
+
+/// A pacman package names itself (`.PKGINFO`) before its first file: anything else (a bare
+/// tar, a stream of zeros) is refused before it writes, unless `--raw`.
+fn not_a_package(pkg: &Path, why: String) -> Error {
+    Error::invalid(format!("{}: not a pacman package: {why}", pkg.display()))
+        .hint("--raw unpacks any tar")
 }
 
 fn label(pkg: &Path) -> String {
     pkg.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| pkg.display().to_string())
 }
 
-fn extract_one(ctx: &Ctx, pkg: &Path, dir: &Path, opts: Options) -> Result<()> {
+fn extract_one(ctx: &Ctx, pkg: &Path, dir: &Path, opts: Options, raw: bool) -> Result<()> {
     let root = Root::open(dir)?;
     let package = Package::open(pkg)?;
     let (size, read, compression) = (package.size, package.read.clone(), package.compression);
     let mut progress = Progress::bytes(format!("extract {}", label(pkg)), Some(size), Mode::detect(ctx.verbosity < 0));
     let mut ex = Extractor::new(root, opts);
+    let mut named = raw;
     let result = package.for_each(|member, data| {
+        if !named {
+            if member.raw_name.strip_prefix(b"./").unwrap_or(&member.raw_name) == b".PKGINFO" {
+                named = true;
+            } else if !member.is_metadata() {
+                return Err(not_a_package(pkg, format!("{} comes before any .PKGINFO", rtool::archive::extract::shown_name(&member.raw_name))));
+            }
+        }
         ex.entry(member, data)?;
         progress.set(read.load(std::sync::atomic::Ordering::Relaxed));
         Ok(true)
@@ -115,6 +133,10 @@ fn extract_one(ctx: &Ctx, pkg: &Path, dir: &Path, opts: Options) -> Result<()> {
         }
         (Ok(()), Ok(s)) => s,
     };
+    if !named {
+        progress.abandon();
+        return Err(not_a_package(pkg, "it has no .PKGINFO".into()));
+    }
     progress.finish();
     if ctx.verbosity >= 0 {
         let mut out = ctx.out();

@@ -376,7 +376,7 @@ const HOST_ESCAPES: [&str; 3] = [
 fn hostile_archives_are_refused_and_nothing_escapes() {
     let dir = fixtures().join("hostile");
     // (file, refused?, what the error must say)
-    let cases: [(&str, bool, &str); 26] = [
+    let cases: [(&str, bool, &str); 35] = [
         ("dotdot.pkg.tar", true, "contains '..'"),
         ("dotdot.pkg.tar.zst", true, "contains '..'"),
         ("dotdot.pkg.tar.xz", true, "contains '..'"),
@@ -443,6 +443,43 @@ fn hostile_archives_are_refused_and_nothing_escapes() {
             "corrupt or truncated package",
         ),
         ("empty.pkg.tar.zst", true, "the file is empty"),
+        (
+            "long-component.pkg.tar",
+            true,
+            "a name component of 300 bytes, beyond the file system's limit (255)",
+        ),
+        (
+            "long-pax-path.pkg.tar",
+            true,
+            "the name of 6033 bytes exceeds the kernel's limit (4095)",
+        ),
+        (
+            "dir-then-file.pkg.tar",
+            true,
+            "usr/x is in the archive twice, first as a directory, then as a file",
+        ),
+        (
+            "symlink-then-same-file.pkg.tar",
+            true,
+            "usr/y is in the archive twice, first as a symlink, then as a file",
+        ),
+        ("pax-size-huge.pkg.tar", true, "bad pax size record"),
+        (
+            "pax-size-negative.pkg.tar",
+            true,
+            "bad pax size record \"-5\"",
+        ),
+        ("pax-size-text.pkg.tar", true, "bad pax size record \"abc\""),
+        (
+            "zeros.pkg.tar.zst",
+            true,
+            "not a pacman package: it has no .PKGINFO",
+        ),
+        (
+            "no-pkginfo.pkg.tar",
+            true,
+            "not a pacman package: usr/ comes before any .PKGINFO",
+        ),
     ];
     let listed: Vec<String> = fs::read_dir(&dir)
         .unwrap()
@@ -495,6 +532,14 @@ fn hostile_archives_are_refused_and_nothing_escapes() {
         .run()
         .success();
     assert!(root.join("tmp/rtool-abs-escape.txt").is_file());
+    // A bare tar is unpacked, in the same jail, when asked for.
+    let (_top, root) = sentinel_tree();
+    rtool(["extract", "-q", "--raw", "-C"])
+        .arg(&root)
+        .arg(dir.join("no-pkginfo.pkg.tar"))
+        .run()
+        .success();
+    assert!(root.join("usr/bare.txt").is_file());
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! a jailed root with pacman's semantics: numeric owners, full modes, mtimes, extended
 //! attributes; metadata members skipped; replaced files renamed into place atomically.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -46,6 +46,19 @@ impl EntryKind {
             EntryKind::Fifo => "fifo",
         }
     }
+
+    /// The kind in a sentence: "a directory", "a hard link".
+    pub fn article(self) -> &'static str {
+        match self {
+            EntryKind::File => "a file",
+            EntryKind::Dir => "a directory",
+            EntryKind::Symlink => "a symlink",
+            EntryKind::Hardlink => "a hard link",
+            EntryKind::Char => "a character device",
+            EntryKind::Block => "a block device",
+            EntryKind::Fifo => "a fifo",
+        }
+    }
 }
 
 /// One member's header, with pax extensions applied.
@@ -74,6 +87,45 @@ impl Member {
     pub fn name(&self) -> String {
         String::from_utf8_lossy(&self.raw_name).into_owned()
     }
+}
+
+/// A member name as messages show it: whole when it is of a sane length, else its start and
+/// end around the count of bytes left out, so a hostile name cannot flood the terminal.
+pub fn shown_name(raw: &[u8]) -> String {
+    const KEEP: usize = 120;
+    if raw.len() <= KEEP * 2 {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    format!(
+        "{}…[{} bytes]…{}",
+        String::from_utf8_lossy(&raw[..KEEP]),
+        raw.len() - KEEP - 40,
+        String::from_utf8_lossy(&raw[raw.len() - 40..])
+    )
+}
+
+/// The longest name a Linux file system takes for one path component (NAME_MAX).
+const NAME_MAX: usize = 255;
+/// The longest path the kernel takes, without its final NUL (PATH_MAX - 1).
+const PATH_MAX: usize = 4095;
+
+/// A member name or link target that no Linux file system could hold is the archive's fault,
+/// found before anything is written.
+fn check_name(what: &str, name: &[u8]) -> Result<()> {
+    if name.len() > PATH_MAX {
+        return Err(Error::invalid(format!(
+            "{what} of {} bytes exceeds the kernel's limit ({PATH_MAX})",
+            name.len()
+        )));
+    }
+    if let Some(c) = name.split(|&b| b == b'/').find(|c| c.len() > NAME_MAX) {
+        return Err(Error::invalid(format!(
+            "{what} has a name component of {} bytes, beyond the file system's limit ({NAME_MAX}): {}",
+            c.len(),
+            shown_name(c)
+        )));
+    }
+    Ok(())
 }
 
 /// A package opened for reading: a streaming tar over the right decompressor, on its own thread.
@@ -164,10 +216,7 @@ impl Package {
             for entry in entries {
                 let mut entry = entry.map_err(|e| corrupt(e, &last))?;
                 let member = member_of(&mut entry).map_err(|e| {
-                    e.context(format!(
-                        "{pkg}: member {}",
-                        String::from_utf8_lossy(&entry.path_bytes())
-                    ))
+                    e.context(format!("{pkg}: member {}", shown_name(&entry.path_bytes())))
                 })?;
                 end_of_data = entry.raw_file_position() + member.size.div_ceil(512) * 512;
                 let name = member.name();
@@ -260,8 +309,26 @@ fn member_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Member> {
                 if let Some(t) = parse_pax_time(ext.value_bytes()) {
                     mtime = t;
                 }
+            } else if key == b"size" {
+                // A size record that is not a plain decimal the header reader took would
+                // leave the data's end to the ustar field: the archive is lying somewhere.
+                let v = ext.value_bytes();
+                let parsed = std::str::from_utf8(v)
+                    .ok()
+                    .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|t| t.parse::<u64>().ok());
+                if parsed != Some(size) {
+                    return Err(Error::invalid(format!(
+                        "bad pax size record {:?}",
+                        shown_name(v)
+                    )));
+                }
             }
         }
+    }
+    check_name("the name", &raw_name)?;
+    if let Some(l) = &link {
+        check_name("the link target", l)?;
     }
     if matches!(kind, EntryKind::Symlink | EntryKind::Hardlink)
         && link.as_ref().is_none_or(|l| l.is_empty())
@@ -365,6 +432,8 @@ pub struct Extractor {
     pub md5_of: HashSet<PathBuf>,
     /// Directories this run created, in creation order (for undoing a failed stage).
     pub created_dirs: Vec<PathBuf>,
+    /// Every path a member of this run named, with the member's type.
+    made: HashMap<PathBuf, EntryKind>,
 }
 
 const BUF: usize = 256 << 10;
@@ -416,6 +485,7 @@ impl Extractor {
             staged: Vec::new(),
             md5_of: HashSet::new(),
             created_dirs: Vec::new(),
+            made: HashMap::new(),
         }
     }
 
@@ -435,6 +505,22 @@ impl Extractor {
         else {
             return Ok(()); // `./`: the root itself keeps its mode and owner
         };
+        // The same path twice as different types: the archive contradicts itself, whatever
+        // is on disk (the second member would meet the first and look like a conflict).
+        match self.made.get(&rel) {
+            Some(&k) if k != m.kind => {
+                return Err(Error::invalid(format!(
+                    "{} is in the archive twice, first as {}, then as {}",
+                    shown_name(&m.raw_name),
+                    k.article(),
+                    m.kind.article()
+                )));
+            }
+            Some(_) => {}
+            None => {
+                self.made.insert(rel.clone(), m.kind);
+            }
+        }
         if let Some(link) = self.through_own_symlink(&rel) {
             return Err(Error::invalid(format!(
                 "{name} lies beyond the symlink {} that this package created: refused (a package never writes through its own symlinks)",
