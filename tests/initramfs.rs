@@ -266,6 +266,44 @@ fn header(name: &str, mode: u32, size: u64) -> Vec<u8> {
     h
 }
 
+/// Zeros between segments and inside a compressed stream, as much as 256 MiB of them, are
+/// padding: the listing is the same as without them. An entry with an empty name is listed
+/// as `.`, as the kernel takes it.
+#[test]
+fn padding_of_any_length_and_empty_names() {
+    let t = trees(false, false);
+    let want = listing(&t.early) + &listing(&t.main);
+    let img = t.dir.join("padded.img");
+    Cmd::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cat '{e}' > '{o}' && head -c 64M /dev/zero >> '{o}' && \
+             {{ cat '{m}'; head -c 256M /dev/zero; cat '{m}'; }} | zstd -q -c >> '{o}'",
+            e = t.early.display(),
+            m = t.main.display(),
+            o = img.display()
+        ))
+        .run()
+        .success();
+    let got = rtool(["initramfs", "ls"])
+        .arg(&img)
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(got, want.clone() + &listing(&t.main));
+
+    let mut unnamed = header("", 0o40755, 0);
+    unnamed.extend(header("TRAILER!!!", 0, 0));
+    let img = t.dir.join("unnamed.img");
+    fs::write(&img, unnamed).unwrap();
+    let got = rtool(["initramfs", "ls"])
+        .arg(&img)
+        .run()
+        .success()
+        .stdout();
+    assert_eq!(got, ".\n");
+}
+
 #[test]
 fn hostile_images_are_refused() {
     let d = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@
 //! xz, lz4 (legacy frames, possibly several back to back) or bzip2, with padding between.
 //! Each cpio is newc (`070701`) or crc (`070702`).
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
 use crate::archive::extract::{EntryKind, Member};
@@ -45,14 +45,10 @@ fn each(path: &Path, f: &mut dyn FnMut(&Entry, &mut dyn Read) -> Result<()>) -> 
     let mut segment = 0;
     loop {
         // Padding between segments: zeros.
-        let head = loop {
-            let mut b = [0u8; 1];
-            match r.read(&mut b) {
-                Ok(0) => return Ok(()),
-                Ok(_) if b[0] == 0 => continue,
-                Ok(_) => break b[0],
-                Err(e) => return Err(Error::path(e, path)),
-            }
+        let head = match skip_zeros(&mut r) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(Error::path(e, path)),
         };
         let start = r.pos - 1;
         let mut magic = [head, 0, 0, 0, 0, 0];
@@ -67,7 +63,7 @@ fn each(path: &Path, f: &mut dyn FnMut(&Entry, &mut dyn Read) -> Result<()>) -> 
         }
         // A compressed stream: everything after it belongs to it (the kernel reads on).
         let rest = io::Cursor::new(magic.to_vec()).chain(r);
-        let (name, mut stream): (&'static str, Box<dyn Read>) = if magic[..4] == LZ4_LEGACY {
+        let (name, stream): (&'static str, Box<dyn Read>) = if magic[..4] == LZ4_LEGACY {
             ("lz4", Box::new(Lz4Legacy::new(rest)))
         } else {
             let (kind, dec) = decompress::decoder(rest)
@@ -81,7 +77,9 @@ fn each(path: &Path, f: &mut dyn FnMut(&Entry, &mut dyn Read) -> Result<()>) -> 
             };
             (name, dec)
         };
-        // The decompressed stream may itself hold several cpio archives.
+        // The decompressed stream may itself hold several cpio archives, with zeros between
+        // them (as many as the stream likes: they are skipped a buffer at a time).
+        let mut stream = BufReader::with_capacity(256 << 10, stream);
         loop {
             let mut m = [0u8; 6];
             match read_nonzero(&mut stream, &mut m) {
@@ -103,19 +101,34 @@ fn each(path: &Path, f: &mut dyn FnMut(&Entry, &mut dyn Read) -> Result<()>) -> 
 }
 
 /// Skips zero bytes, then fills `buf`; false at a clean end.
-fn read_nonzero(r: &mut dyn Read, buf: &mut [u8; 6]) -> io::Result<bool> {
-    let mut b = [0u8; 1];
-    loop {
-        if r.read(&mut b)? == 0 {
-            return Ok(false);
-        }
-        if b[0] != 0 {
-            break;
-        }
-    }
-    buf[0] = b[0];
+fn read_nonzero(r: &mut dyn BufRead, buf: &mut [u8; 6]) -> io::Result<bool> {
+    let Some(first) = skip_zeros(r)? else {
+        return Ok(false);
+    };
+    buf[0] = first;
     r.read_exact(&mut buf[1..])?;
     Ok(true)
+}
+
+/// Skips zero bytes a buffer at a time; the first other byte (consumed), or `None` at the end.
+fn skip_zeros(r: &mut dyn BufRead) -> io::Result<Option<u8>> {
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        match buf.iter().position(|&b| b != 0) {
+            Some(i) => {
+                let b = buf[i];
+                r.consume(i + 1);
+                return Ok(Some(b));
+            }
+            None => {
+                let n = buf.len();
+                r.consume(n);
+            }
+        }
+    }
 }
 
 fn trunc(e: io::Error, path: &Path, at: u64) -> Error {
@@ -199,6 +212,10 @@ fn read_cpio(
         if name == b"TRAILER!!!" {
             // Trailing padding to the next 512 bytes belongs to the next loop's zero skipping.
             return Ok(1);
+        }
+        if name.is_empty() {
+            // The kernel takes an empty name as the archive's top, as it takes `.`.
+            name.push(b'.');
         }
         let kind = match mode & 0o170000 {
             0o100000 => EntryKind::File,
@@ -302,6 +319,16 @@ impl<R: Read> Read for Counted<R> {
         let n = self.inner.read(buf)?;
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, n: usize) {
+        self.pos += n as u64;
+        self.inner.consume(n);
     }
 }
 
