@@ -639,6 +639,26 @@ fn modules(dk: &HashMap<&'static str, Array>, package_name: &str) -> Result<Vec<
         if dest_name.ends_with(".o") || dest_name.ends_with(".ko") {
             problems.push(format!("DEST_MODULE_NAME ends in .o or .ko in record #{i}"));
         }
+        // dkms checks none of this; rtool installs into a root and must stay inside its
+        // modules directory: names are plain names, locations never climb.
+        for (what, v) in [
+            ("BUILT_MODULE_NAME", &built_name),
+            ("DEST_MODULE_NAME", &dest_name),
+        ] {
+            if v.contains('/') || v == ".." || v == "." {
+                problems.push(format!(
+                    "{what} {v:?} in record #{i} is not a plain file name"
+                ));
+            }
+        }
+        for (what, v) in [
+            ("BUILT_MODULE_LOCATION", &built_location),
+            ("DEST_MODULE_LOCATION", &dest_location),
+        ] {
+            if v.split('/').any(|c| c == "..") {
+                problems.push(format!("{what} {v:?} in record #{i} climbs out with '..'"));
+            }
+        }
         if dest_location.is_empty() {
             problems.push(format!("no DEST_MODULE_LOCATION for record #{i}"));
         } else if !["/kernel", "/updates", "/extra"]
@@ -670,6 +690,38 @@ fn modules(dk: &HashMap<&'static str, Array>, package_name: &str) -> Result<Vec<
 mod tests {
     use super::*;
     use crate::error::Kind;
+
+    #[test]
+    fn names_and_locations_never_leave_the_modules_directory() {
+        let v = Vars::for_kernel("6.1.0-57-amd64", "x86_64");
+        for (line, says) in [
+            (
+                "BUILT_MODULE_NAME[0]=../../evil",
+                "BUILT_MODULE_NAME \"../../evil\" in record #0 is not a plain file name",
+            ),
+            (
+                "DEST_MODULE_NAME[0]=sub/evil",
+                "DEST_MODULE_NAME \"sub/evil\" in record #0 is not a plain file name",
+            ),
+            (
+                "BUILT_MODULE_LOCATION[0]=../../../etc",
+                "BUILT_MODULE_LOCATION \"../../../etc/\" in record #0 climbs out",
+            ),
+            (
+                "DEST_MODULE_LOCATION[0]=/kernel/../../../etc",
+                "DEST_MODULE_LOCATION \"/kernel/../../../etc\" in record #0 climbs out",
+            ),
+        ] {
+            let mut text = String::from(
+                "PACKAGE_NAME=evil\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME[0]=evil\nDEST_MODULE_LOCATION[0]=/updates\n",
+            );
+            text.push_str(line);
+            text.push('\n');
+            let e = parse(&text, &v, None).unwrap_err();
+            assert_eq!(e.kind(), Kind::Invalid, "{line}");
+            assert!(e.to_string().contains(says), "{line}: {e}");
+        }
+    }
 
     pub(super) fn vars(kver: &str) -> Vars {
         Vars::for_kernel(kver, "x86_64")
