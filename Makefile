@@ -9,8 +9,9 @@ SIZE_BUDGET := 4456448
 
 .PHONY: all static toolchain test test-deps lint unit install size bench demo clean
 
+# doctor exits 1 when it finds a FAIL: the report is the job, so only other codes fail make.
 all: static
-	$(BIN) doctor
+	$(BIN) doctor || [ $$? -eq 1 ]
 
 # Adds the musl target and a musl C compiler when missing (set RTOOL_NO_INSTALL=1 to forbid).
 toolchain:

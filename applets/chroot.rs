@@ -44,7 +44,10 @@ pub fn command() -> Command {
             Arg::new("cmd")
                 .value_name("CMD")
                 .num_args(1..)
-                .last(true)
+                // As arch-chroot and chroot(8) take it: everything after DIR is the command,
+                // its own options included; `--` before it is accepted too.
+                .trailing_var_arg(true)
+                .allow_hyphen_values(true)
                 .value_parser(clap::value_parser!(OsString))
                 .help("The command to run inside [default: $SHELL, else /bin/bash, else /bin/sh]"),
         )
@@ -111,6 +114,7 @@ pub fn command() -> Command {
         .after_help(
             "Examples:
   rtool chroot /mnt                                # the target's shell
+  rtool chroot /mnt mkinitcpio -P                  # as arch-chroot takes it
   rtool chroot --mount-boot /mnt -- pacman -Syu    # /boot and the ESP mounted from fstab
   rtool chroot --require-boot /mnt -- mkinitcpio -P
   rtool chroot --mount /dev/nvme0n1p2 --mount-boot /mnt

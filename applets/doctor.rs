@@ -25,8 +25,9 @@ pub fn command() -> Command {
   rtool doctor --root /mnt        # and the installed system mounted at /mnt
   rtool doctor --json | jq '.findings[] | select(.status != \"OK\")'
 
-Exit status: 0 when the report was made (whatever it found), non-zero only when the system
-cannot be read (e.g. /proc is not mounted).",
+Exit status: 0 nothing failed (warnings allowed); 1 at least one finding is FAIL; 2 usage
+(a --root that is not an installed system); other codes when the system cannot be read
+(e.g. /proc is not mounted).",
         )
 }
 
@@ -82,6 +83,9 @@ pub fn run(ctx: &Ctx, _m: &ArgMatches) -> Result<u8> {
             count(Status::Warn),
             count(Status::Fail)
         )?;
+    }
+    if findings.iter().any(|f| f.status == Status::Fail) {
+        return Ok(exit::PROBLEMS);
     }
     Ok(exit::OK)
 }

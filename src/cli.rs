@@ -20,7 +20,9 @@ pub fn dispatch(applets: &'static [Applet], args: Vec<OsString>) -> u8 {
     }
     let mut rest = args.into_iter().skip(1);
     let Some(first) = rest.next() else {
-        return report(list(applets, &mut io::stdout().lock()));
+        // No applet named: the list, and a usage exit, so a script notices.
+        let _ = report(list(applets, &mut io::stdout().lock()));
+        return exit::USAGE;
     };
     match first.to_str().unwrap_or("") {
         "--list" | "-l" => report(list(applets, &mut io::stdout().lock())),
@@ -77,6 +79,7 @@ fn run_applet(applet: &'static Applet, via_link: bool, args: Vec<OsString>) -> u
     } else {
         format!("rtool {}", applet.name)
     };
+    let help = format!("{bin_name} --help");
     let cmd = (applet.command)()
         .name(applet.name)
         .bin_name(bin_name)
@@ -87,12 +90,12 @@ fn run_applet(applet: &'static Applet, via_link: bool, args: Vec<OsString>) -> u
     let matches = match cmd.try_get_matches_from(argv) {
         Ok(m) => m,
         Err(e) => {
-            let _ = e.print();
             return match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    let _ = e.print();
                     exit::OK
                 }
-                _ => exit::USAGE,
+                _ => usage_error(applet.name, &help, &e),
             };
         }
     };
@@ -101,6 +104,37 @@ fn run_applet(applet: &'static Applet, via_link: bool, args: Vec<OsString>) -> u
         Ok(code) => code,
         Err(e) => print_error(applet.name, &e),
     }
+}
+
+/// A command line the applet cannot take, said as every other error is: one `error:` line
+/// and one `hint:` line (a suggested spelling when there is one, and where the usage is).
+fn usage_error(who: &str, help: &str, e: &clap::Error) -> u8 {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let text = |k| match e.get(k) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    let rendered = e.render().to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    let msg = match (e.kind(), text(ContextKind::InvalidArg)) {
+        (ErrorKind::UnknownArgument, Some(a)) if a.starts_with('-') => {
+            format!("unknown option {a}")
+        }
+        (ErrorKind::UnknownArgument, Some(a)) => format!("unexpected argument {a}"),
+        (ErrorKind::MissingRequiredArgument, _) => match e.get(ContextKind::InvalidArg) {
+            Some(ContextValue::Strings(v)) => format!("missing {}", v.join(", ")),
+            _ => "a required argument is missing".into(),
+        },
+        _ => first.strip_prefix("error: ").unwrap_or(first).to_string(),
+    };
+    let mut err = io::stderr().lock();
+    let _ = writeln!(err, "{who}: error: {msg}");
+    let _ = match text(ContextKind::SuggestedArg) {
+        Some(s) => writeln!(err, "{who}: hint: did you mean {s}? ({help})"),
+        None => writeln!(err, "{who}: hint: {help}"),
+    };
+    exit::USAGE
 }
 
 fn report(r: Result<()>) -> u8 {

@@ -91,7 +91,11 @@ impl Ctx {
         };
         // Without --root the target is the running system itself.
         let root = match m.try_get_one::<PathBuf>("root") {
-            Ok(Some(p)) => absolute(p)?,
+            Ok(Some(p)) => {
+                let r = absolute(p)?;
+                check_root(&r)?;
+                r
+            }
             _ => host.clone(),
         };
         let verbose = m
@@ -167,6 +171,40 @@ impl Ctx {
     pub fn warn(&self, msg: impl AsRef<str>) {
         let _ = writeln!(io::stderr(), "{}: warning: {}", self.applet, msg.as_ref());
     }
+}
+
+/// A `--root` that is not an installed system is a mistake to stop at: diagnosed, an empty
+/// directory looks like a broken system, and unpacked into, it fills the live system's /mnt
+/// (the incident's own mistake). It must be a directory with `etc/` and `usr/`.
+fn check_root(root: &Path) -> Result<()> {
+    const HINT: &str = "is the installed system mounted there? (rtool chroot --zpool POOL /mnt, \
+                        or mount its root partition on the directory first)";
+    let shown = root.display();
+    match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::usage(format!("--root {shown}: not a directory")).hint(HINT));
+        }
+        Err(_) => {
+            return Err(Error::usage(format!("--root {shown}: no such directory")).hint(HINT));
+        }
+    }
+    let missing: Vec<&str> = ["etc", "usr"]
+        .into_iter()
+        .filter(|d| !root.join(d).is_dir())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::usage(format!(
+            "--root {shown}: not an installed system (it has no {})",
+            missing
+                .iter()
+                .map(|d| format!("/{d}"))
+                .collect::<Vec<_>>()
+                .join(" and no ")
+        ))
+        .hint(HINT));
+    }
+    Ok(())
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {

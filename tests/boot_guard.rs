@@ -7,7 +7,8 @@ use std::fs;
 use common::in_mount_ns;
 
 /// Runs `body` with `$R` a fresh root filesystem of type `fs` (ext4 on a loop device, or
-/// tmpfs) holding an empty `boot` directory; results go to files in `$OUT`.
+/// tmpfs) holding an empty `boot` directory (and `etc`, `usr`: a system); results go to files
+/// in `$OUT`.
 fn with_root(fs_kind: &str, body: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("root");
@@ -17,7 +18,7 @@ fn with_root(fs_kind: &str, body: &str) -> tempfile::TempDir {
         _ => "mount -t tmpfs rootfs \"$R\"\n",
     };
     let script = format!(
-        "{setup}mkdir -p \"$R/boot\"\n\
+        "{setup}mkdir -p \"$R/boot\" \"$R/etc\" \"$R/usr\"\n\
          try() {{ n=$1; shift; set +e; \"$@\" > \"$OUT/$n.out\" 2> \"$OUT/$n.err\"; echo $? > \"$OUT/$n.code\"; set -e; }}\n\
          {body}\numount -l \"$R/boot\" 2>/dev/null || true\nchattr -i \"$R/boot\" 2>/dev/null || true\numount -l \"$R\""
     );

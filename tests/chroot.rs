@@ -119,7 +119,8 @@ fn mount_boot_by_uuid_require_boot_and_stray_kernels() {
                 r#"echo 'UUID={uuid} /boot ext4 rw,relatime 0 2' > "$D/etc/fstab"
 touch "$D/boot/vmlinuz-linux" "$D/boot/initramfs-linux.img"
 echo '== mount-boot'
-$RTOOL chroot --mount-boot "$D" -- /bin/cat /proc/mounts
+# As arch-chroot takes it: no `--`, and the command's own options are its own.
+$RTOOL chroot --mount-boot "$D" /bin/cat -n /proc/mounts
 echo '== require-boot'
 st=0; $RTOOL chroot --require-boot "$D" -- /bin/true 2>"$T/req.err" || st=$?
 echo "require-status=$st"

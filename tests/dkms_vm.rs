@@ -12,6 +12,7 @@ use common::rtool;
 use common::vm::{vm, Console};
 
 const SCENARIO: &str = r#"
+mkdir -p /dkms/etc
 case_ load sh -c 'rtool modprobe --root /dkms gpl_hello && grep -o "^gpl_hello " /proc/modules && dmesg | grep -o "gpl_hello: loaded"'
 "#;
 

@@ -66,7 +66,7 @@ fn doctor_in_ns(setup: &str, host: &Path, root: Option<&Path>, path: &Path) -> (
         .map(|r| format!("--root '{}'", r.display()))
         .unwrap_or_default();
     let script = format!(
-        "{setup}\nPATH=\"$STUBS\" RTOOL_HOST_ROOT=\"$HOSTDIR\" \"$RTOOL\" doctor {root_arg}\necho '=====JSON'\nPATH=\"$STUBS\" RTOOL_HOST_ROOT=\"$HOSTDIR\" \"$RTOOL\" doctor {root_arg} --json"
+        "{setup}\nPATH=\"$STUBS\" RTOOL_HOST_ROOT=\"$HOSTDIR\" \"$RTOOL\" doctor {root_arg} && t=0 || t=$?\necho '=====JSON'\nPATH=\"$STUBS\" RTOOL_HOST_ROOT=\"$HOSTDIR\" \"$RTOOL\" doctor {root_arg} --json && j=0 || j=$?\necho \"=====EXIT $t $j\""
     );
     let out = in_mount_ns(
         &script,
@@ -74,9 +74,17 @@ fn doctor_in_ns(setup: &str, host: &Path, root: Option<&Path>, path: &Path) -> (
     )
     .success();
     let stdout = out.stdout();
-    let (text, json) = stdout.split_once("=====JSON\n").expect("both reports");
+    let (text, rest) = stdout.split_once("=====JSON\n").expect("both reports");
+    let (json, codes) = rest.split_once("=====EXIT ").expect("exit codes");
     let doc: Value =
         serde_json::from_str(json).unwrap_or_else(|e| panic!("bad JSON ({e}): {json}"));
+    // Exit 1 exactly when a finding is FAIL, in text and JSON alike.
+    let want = if doc["worst"] == "FAIL" { "1 1" } else { "0 0" };
+    assert_eq!(
+        codes.trim(),
+        want,
+        "doctor's exit codes (text, json)\n{text}"
+    );
     (text.to_string(), doc)
 }
 
@@ -370,11 +378,11 @@ fn boot_mount_is_read_from_the_real_mount_table() {
     let root = r.path().display().to_string();
     let script = format!(
         "mount -t tmpfs rootfs '{root}'\n\
-         mkdir -p '{root}/etc' '{root}/boot'\n\
+         mkdir -p '{root}/etc' '{root}/usr' '{root}/boot'\n\
          printf 'UUID=ABCD-1234 /boot vfat rw 0 2\\n' > '{root}/etc/fstab'\n\
-         \"$RTOOL\" doctor --root '{root}' --json > \"$OUTDIR/before.json\"\n\
+         \"$RTOOL\" doctor --root '{root}' --json > \"$OUTDIR/before.json\" || [ $? -eq 1 ]\n\
          mount -t tmpfs boot '{root}/boot'\n\
-         \"$RTOOL\" doctor --root '{root}' --json > \"$OUTDIR/after.json\""
+         \"$RTOOL\" doctor --root '{root}' --json > \"$OUTDIR/after.json\" || [ $? -eq 1 ]"
     );
     let outdir = tempfile::tempdir().unwrap();
     in_mount_ns(&script, &[("OUTDIR", outdir.path().as_os_str())]).success();

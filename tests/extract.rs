@@ -794,6 +794,17 @@ fn dry_run_writes_nothing() {
 #[test]
 fn root_option_is_the_default_directory() {
     let d = scratch();
+    // Not an installed system (no /etc, no /usr): --root refuses it before anything.
+    rtool(["extract", "-q", "--root"])
+        .arg(d.path())
+        .arg(real_arch("cmatrix-2.0-3-x86_64.pkg.tar.zst"))
+        .run()
+        .status(2)
+        .stderr_has("not an installed system (it has no /etc and no /usr)");
+    assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
+    for s in ["etc", "usr"] {
+        fs::create_dir(d.path().join(s)).unwrap();
+    }
     rtool(["extract", "-q", "--root"])
         .arg(d.path())
         .arg(real_arch("cmatrix-2.0-3-x86_64.pkg.tar.zst"))

@@ -528,6 +528,9 @@ fn no_keyring_anywhere_explains_the_choices() {
     let n = server();
     let d = out_dir();
     let empty = tempfile::tempdir().unwrap();
+    for s in ["etc", "usr"] {
+        std::fs::create_dir(empty.path().join(s)).unwrap();
+    }
     rtool(["fetch-pkg", "--mirror", &n.url(), "--ca-file"])
         .arg(&tls().ca)
         .arg("--root")

@@ -16,7 +16,8 @@ case_ unknown-param sh -c 'rtool modprobe dummy bogus=1 && rtool rmmod dummy'
 case_ bad-value rtool modprobe dummy numdummies=abc
 case_ no-such-module rtool modprobe no_such_module
 case_ rmmod-not-loaded rtool rmmod dummy
-mkdir -p /etc/modprobe.d /empty
+# Roots as --root wants them: etc/ and usr/ (the trees below hold only modules).
+mkdir -p /etc/modprobe.d /empty/etc /empty/usr /alt/etc
 printf 'options loop max_loop=7 max_part=1\n' > /etc/modprobe.d/loop.conf
 case_ options sh -c 'rtool modprobe loop && cat /sys/module/loop/parameters/max_loop /sys/module/loop/parameters/max_part'
 case_ no-modules-dir rtool modprobe --root /empty dummy

@@ -189,11 +189,14 @@ fn applet_output_and_usage() {
     .run()
     .success()
     .stdout_has("1\n");
-    rtool(["vercmp", "1"]).run().status(2).stderr_has("Usage");
+    rtool(["vercmp", "1"])
+        .run()
+        .status(2)
+        .stderr_has("vercmp: error: missing <B>\nvercmp: hint: rtool vercmp --help");
     rtool(["vercmp", "1", "2", "3"])
         .run()
         .status(2)
-        .stderr_has("Usage");
+        .stderr_has("vercmp: error: unexpected argument 3");
     rtool(["vercmp", "--help"])
         .run()
         .success()

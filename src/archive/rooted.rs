@@ -88,8 +88,10 @@ impl Root {
             Mode::empty(),
         )
         .map_err(|e| match e {
+            // No mkdir hint: a mistyped target, made and filled, would land in the live
+            // system (a kernel unpacked into an empty /mnt instead of the installed root).
             Errno::ENOENT => Error::missing(format!("{}: no such directory", path.display()))
-                .hint(format!("create it first: mkdir -p {}", path.display())),
+                .hint("check the path; an installed system must be mounted there first"),
             Errno::ENOTDIR => Error::invalid(format!("{}: not a directory", path.display())),
             e => Error::path(errno_io(e), path),
         })?;

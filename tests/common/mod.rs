@@ -135,18 +135,21 @@ impl Done {
 }
 
 /// A directory tree standing in for a system root (or for the running system's /proc, /sys).
+/// It starts with `etc/` and `usr/`, what `--root` wants to see in an installed system.
 pub struct FakeRoot {
     pub dir: tempfile::TempDir,
 }
 
 impl FakeRoot {
     pub fn new() -> FakeRoot {
-        FakeRoot {
-            dir: tempfile::Builder::new()
-                .prefix("rtool-root-")
-                .tempdir()
-                .expect("tempdir"),
+        let dir = tempfile::Builder::new()
+            .prefix("rtool-root-")
+            .tempdir()
+            .expect("tempdir");
+        for d in ["etc", "usr"] {
+            fs::create_dir_all(dir.path().join(d)).expect("mkdir");
         }
+        FakeRoot { dir }
     }
     pub fn path(&self) -> &Path {
         self.dir.path()
