@@ -180,40 +180,52 @@ fn usage(applets: &'static [Applet], out: &mut dyn Write) -> Result<()> {
        APPLET [ARGS...]            the same, through a link named APPLET
        rtool --list                list the applets
        rtool help APPLET           an applet's usage and examples
-       rtool --install [-s] [--force] DIR
-                                   link every applet name in DIR to this binary
-                                   (hard links; -s for symbolic links)
+       rtool --install [-s] [--force] [--all] DIR
+                                   link the applet names in DIR to this binary
+                                   (hard links; -s for symbolic links); chroot,
+                                   modprobe and rmmod only with --all, as they
+                                   would shadow the system's own tools
        rtool --version
 "
     )?;
     list(applets, out)
 }
 
+/// Applets named like the system tools they stand in for: linked by `--install` only with
+/// `--all`, so a directory in PATH does not shadow the system's own `chroot` or `modprobe`.
+const SHADOWING: [&str; 3] = ["chroot", "modprobe", "rmmod"];
+
 fn install_cmd(applets: &'static [Applet], argv0: &OsStr, args: Vec<OsString>) -> Result<()> {
     let mut symbolic = false;
     let mut force = false;
+    let mut all = false;
     let mut dir: Option<PathBuf> = None;
     for a in args {
         match a.to_str() {
             Some("-s") | Some("--symbolic") => symbolic = true,
             Some("-f") | Some("--force") => force = true,
+            Some("--all") => all = true,
             Some(s) if s.starts_with('-') && s.len() > 1 => {
                 return Err(Error::usage(format!("--install: unknown option '{s}'"))
-                    .hint("usage: rtool --install [-s] [--force] DIR"))
+                    .hint("usage: rtool --install [-s] [--force] [--all] DIR"))
             }
             _ if dir.is_some() => {
                 return Err(Error::usage("--install takes one directory")
-                    .hint("usage: rtool --install [-s] [--force] DIR"))
+                    .hint("usage: rtool --install [-s] [--force] [--all] DIR"))
             }
             _ => dir = Some(PathBuf::from(a)),
         }
     }
     let dir = dir.ok_or_else(|| {
         Error::usage("--install needs a directory")
-            .hint("usage: rtool --install [-s] [--force] DIR")
+            .hint("usage: rtool --install [-s] [--force] [--all] DIR")
     })?;
     let exe = install::own_path(argv0)?;
-    let names: Vec<&str> = applets.iter().map(|a| a.name).collect();
+    let names: Vec<&str> = applets
+        .iter()
+        .map(|a| a.name)
+        .filter(|n| all || !SHADOWING.contains(n))
+        .collect();
     let done = install::link_all(&exe, &dir, &names, symbolic, force)?;
     let mut out = io::stdout().lock();
     writeln!(
@@ -229,6 +241,14 @@ fn install_cmd(applets: &'static [Applet], argv0: &OsStr, args: Vec<OsString>) -
             String::new()
         }
     )?;
+    if !all {
+        writeln!(
+            out,
+            "rtool: not linked, so the system's own stay first in PATH: {} (rtool {} …, or --install --all)",
+            SHADOWING.join(", "),
+            SHADOWING[0]
+        )?;
+    }
     Ok(())
 }
 

@@ -196,9 +196,18 @@ fn install_symlinks_then_run_through_a_link() {
         .arg(&dir)
         .run()
         .success()
-        .stdout_has("symbolic");
-    let names = applet_names();
+        .stdout_has("symbolic")
+        .stdout_has("not linked, so the system's own stay first in PATH: chroot, modprobe, rmmod");
+    // The names of the system's own tools are left to them unless --all.
+    let shadowing = ["chroot", "modprobe", "rmmod"];
+    let names: Vec<String> = applet_names()
+        .into_iter()
+        .filter(|n| !shadowing.contains(&n.as_str()))
+        .collect();
     assert!(!names.is_empty());
+    for n in shadowing {
+        assert!(fs::symlink_metadata(dir.join(n)).is_err(), "{n} was linked");
+    }
     for n in &names {
         let link = dir.join(n);
         let target = fs::read_link(&link).unwrap_or_else(|e| panic!("{}: {e}", link.display()));
@@ -222,6 +231,14 @@ fn install_symlinks_then_run_through_a_link() {
             dir.display(),
             names.len()
         ));
+    rtool(["--install", "-s", "--all"])
+        .arg(&dir)
+        .run()
+        .success()
+        .stdout_has("3 link(s)");
+    for n in shadowing {
+        assert!(fs::read_link(dir.join(n)).is_ok(), "{n} was not linked");
+    }
 }
 
 #[test]
