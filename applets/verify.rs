@@ -77,7 +77,13 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     let mut code = exit::OK;
     for pkg in &pkgs {
         let sig_path = sig_path_of(pkg);
-        let result = sig::verify_file(&keyring, pkg, &sig_path);
+        // The package first: a mistyped name is a missing package, not a missing signature.
+        let result = if std::fs::symlink_metadata(pkg).is_err() {
+            Err(Error::missing(format!("no such package file {}", pkg.display()))
+                .hint("check the name; `rtool fetch-pkg NAME` downloads a package with its signature"))
+        } else {
+            sig::verify_file(&keyring, pkg, &sig_path)
+        };
         if let Err(e) = &result {
             code = worse(code, e);
         }
@@ -85,13 +91,12 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
             docs.push(to_json(pkg, &sig_path, &result));
             continue;
         }
-        match &result {
-            Ok(v) => writeln!(out, "{}: {}", pkg.display(), good_line(v))?,
+        match result {
+            Ok(v) => writeln!(out, "{}: {}", pkg.display(), good_line(&v))?,
+            // A failure is an error, said as every error is: on stderr, named.
             Err(e) => {
-                writeln!(out, "{}: {e}", pkg.display())?;
-                if let Some(h) = e.hint_text() {
-                    ctx.note(format!("{}: hint: {h}", ctx.applet));
-                }
+                out.flush()?;
+                rtool::cli::print_error(ctx.applet, &e.context(pkg.display().to_string()));
             }
         }
     }

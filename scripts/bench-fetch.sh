@@ -73,6 +73,8 @@ http {
         listen 127.0.0.1:$port ssl;
         ssl_certificate $work/srv.pem;
         ssl_certificate_key $work/srv.key;
+        # What Arch mirrors speak; nginx 1.22 alone would stop at TLS 1.2.
+        ssl_protocols TLSv1.2 TLSv1.3;
         root $work/root;
         autoindex on;
     }
@@ -106,6 +108,8 @@ curl_gpgv() {
     timed curl curl -sS --cacert ca.pem -o out/blob "$url/$path"
     timed curlsig curl -sS --cacert ca.pem -o out/blob.sig "$url/$path.sig"
     timed gpgv gpgv --keyring "$work/cert.gpg" out/blob.sig out/blob
+    # The work --skip-verify does beyond curl: every byte through SHA-256.
+    timed sha sha256sum out/blob
 }
 raw() {
     rm -f out/*
@@ -121,6 +125,7 @@ for i in $(seq "$rounds"); do
         "$i" "$(last fetch)" "$(last curl)" "$(last curlsig)" "$(last gpgv)" "$(last skip)" "$first"
 done
 paste -d' ' curl.t curlsig.t gpgv.t | awk '{ printf "%.3f\n", $1 + $2 + $3 }' > job.t
+paste -d' ' curl.t sha.t | awk '{ printf "%.3f\n", $1 + $2 }' > curlsha.t
 median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 # stats NAME LABEL: min, median and max of NAME's rounds, and the median throughput
 stats() {
@@ -131,11 +136,14 @@ stats fetch 'fetch-pkg (download + verify)'
 stats job 'curl -o, then gpgv'
 stats skip 'fetch-pkg --skip-verify'
 stats curl 'curl -o'
+stats curlsha 'curl -o, then sha256sum'
 stats gpgv 'gpgv alone'
 # ratio A B: the per-round ratios A/B, then their median
 ratios() { paste -d' ' "$1.t" "$2.t" | awk '{ printf "%.3f\n", $1 / $2 }' > "$work/ratio.$1.$2"; }
-ratios job fetch; ratios curl skip
+ratios job fetch; ratios curl skip; ratios curlsha skip
 printf '  ratio (curl -o + gpgv)/fetch-pkg       %.2fx faster (target >= 1.80); rounds: %s\n' \
     "$(median ratio.job.fetch)" "$(awk '{ printf "%.2f ", $1 }' ratio.job.fetch)"
 printf '  ratio rtool/curl download throughput   %.2fx (target >= 0.95); rounds: %s\n' \
     "$(median ratio.curl.skip)" "$(awk '{ printf "%.2f ", $1 }' ratio.curl.skip)"
+printf '  ratio (curl -o + sha256sum)/--skip-verify %.2fx (the same work: download and SHA-256); rounds: %s\n' \
+    "$(median ratio.curlsha.skip)" "$(awk '{ printf "%.2f ", $1 }' ratio.curlsha.skip)"

@@ -142,11 +142,11 @@ fn each_invalid_case_fails_with_its_reason_and_the_fingerprint() {
             .arg(signed(case))
             .run()
             .status(5)
-            .stdout_has(reason)
-            .stdout_has(fpr(case));
+            .stderr_has(reason)
+            .stderr_has(fpr(case));
         // The user ID is named whenever the key is known.
         if case != "unknown" {
-            done.stdout_has(&format!("<{key}@rtool.test>"));
+            done.stderr_has(&format!("<{key}@rtool.test>"));
         }
     }
 }
@@ -222,7 +222,7 @@ fn binary_and_armoured_keyrings_and_files_or_directories_all_work() {
             .arg(signed("revoked-listed"))
             .run()
             .status(5)
-            .stdout_has("is revoked (listed in archlinux-");
+            .stderr_has("is revoked (listed in archlinux-");
     }
 }
 
@@ -275,8 +275,17 @@ fn a_missing_sig_is_exit_7_and_a_malformed_one_exit_3() {
         .arg(&pkg)
         .run()
         .status(7)
-        .stdout_has("no signature file")
-        .stdout_has("lonely.pkg.tar.zst.sig");
+        .stderr_has("verify: error: ")
+        .stderr_has("no signature file")
+        .stderr_has("lonely.pkg.tar.zst.sig");
+    // A package that is not there is named as missing, not its signature.
+    rtool(["verify", "--keyring"])
+        .arg(keyring())
+        .arg(tmp.path().join("typo.pkg.tar.zst"))
+        .run()
+        .status(7)
+        .stderr_has("no such package file")
+        .stderr_has("typo.pkg.tar.zst");
 
     fs::write(
         tmp.path().join("lonely.pkg.tar.zst.sig"),
@@ -288,7 +297,7 @@ fn a_missing_sig_is_exit_7_and_a_malformed_one_exit_3() {
         .arg(&pkg)
         .run()
         .status(3)
-        .stdout_has("malformed signature");
+        .stderr_has("malformed signature");
 }
 
 #[test]
@@ -310,8 +319,8 @@ fn with_several_packages_a_bad_signature_outranks_a_missing_one() {
         .arg(signed("good"))
         .run()
         .status(5)
-        .stdout_has("bad signature")
-        .stdout_has("no signature file");
+        .stderr_has("bad signature")
+        .stderr_has("no signature file");
 }
 
 #[test]
@@ -374,8 +383,8 @@ fn a_real_package_with_one_flipped_byte_fails() {
         .arg(&pkg)
         .run()
         .status(5)
-        .stdout_has("bad signature by")
-        .stdout_has(KPCYRD);
+        .stderr_has("bad signature by")
+        .stderr_has(KPCYRD);
 }
 
 #[test]
@@ -388,7 +397,7 @@ fn a_real_package_without_its_sig_is_missing() {
         .arg(&pkg)
         .run()
         .status(7)
-        .stdout_has("no signature file");
+        .stderr_has("no signature file");
 }
 
 #[test]
@@ -407,8 +416,8 @@ fn the_real_signature_fails_against_the_test_keyring() {
         .arg(&pkg)
         .run()
         .status(5)
-        .stdout_has("unknown key")
-        .stdout_has(KPCYRD_SUBKEY);
+        .stderr_has("unknown key")
+        .stderr_has(KPCYRD_SUBKEY);
 }
 
 #[test]
@@ -478,7 +487,7 @@ fn sha512_and_sha256_signatures_both_hold_and_a_flipped_byte_fails() {
             .arg(&file)
             .run()
             .status(5)
-            .stdout_has("bad signature by");
+            .stderr_has("bad signature by");
     }
     let _ = Cmd::new("gpgconf")
         .env("GNUPGHOME", home.path())
