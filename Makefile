@@ -7,7 +7,7 @@ DESTDIR     ?=
 CARGO       ?= cargo
 SIZE_BUDGET := 4456448
 
-.PHONY: all static toolchain test test-deps lint unit install size bench demo clean
+.PHONY: all static toolchain test test-deps lint unit install size bench demo fuzz clean
 
 # doctor exits 1 when it finds a FAIL: the report is the job, so only other codes fail make.
 all: static
@@ -29,7 +29,8 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-# The integration tests run the static release binary, the one that ships.
+# The integration tests run the static release binary, the one that ships. tests/fuzz_corpus.rs
+# runs every fuzz target once on each of its seeds and regressions (fuzz/), on stable.
 test: test-deps static lint
 	RTOOL_BIN=$(CURDIR)/$(BIN) $(CARGO) test --locked
 
@@ -39,6 +40,12 @@ demo: test-deps static
 	RTOOL_BIN=$(CURDIR)/$(BIN) RTOOL_DEMO_TRANSCRIPT=$(CURDIR)/demo-transcript.txt \
 		$(CARGO) test --locked --test zfs_vm -- --test-threads=1 chroot_imports_with_altroot
 	@cat demo-transcript.txt
+
+# Every fuzz target for FUZZ_SECONDS each, one at a time (nightly; cargo-fuzz is installed when
+# missing): executions and crashes per target (fuzz/README.md).
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
 
 install: static
 	install -d $(DESTDIR)$(PREFIX)/bin
