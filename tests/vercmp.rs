@@ -426,3 +426,34 @@ fn matches_pacman_vercmp_on_random_pairs() {
         "the generator should give a mix of equal and unequal pairs, got {equal} equal"
     );
 }
+
+/// Hostile lengths: 10,000-digit numbers, thousands of leading zeros, 5,000 components. The
+/// applet answers at once and as pacman's own vercmp does (numbers are compared as digit
+/// strings, never parsed into a machine integer).
+#[test]
+fn huge_versions_agree_with_pacman() {
+    let ones = "1".repeat(10_000);
+    let dotted = vec!["1"; 5_000].join(".");
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = [
+        (ones.clone(), format!("{}2", "1".repeat(9_999))),
+        (format!("{}1", "0".repeat(5_000)), "1".to_string()),
+        (dotted.clone(), format!("{dotted}.1")),
+        (format!("{ones}-1"), format!("{ones}-2")),
+        (format!("1:{ones}"), format!("2:{ones}")),
+        (format!("{ones}a"), format!("{ones}b")),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.into_bytes(), b.into_bytes()))
+    .collect();
+    let got = batch(&[OsStr::new(PACMAN_VERCMP)], &pairs);
+    let applet = batch(&[bin().as_os_str(), OsStr::new("vercmp")], &pairs);
+    let cases: Vec<(Vec<u8>, Vec<u8>, String)> = pairs
+        .into_iter()
+        .map(|(a, b)| {
+            let ours = ours(&a, &b).to_string();
+            (a, b, ours)
+        })
+        .collect();
+    assert_agree(&cases, "rtool::pkg::vercmp", &got, "pacman's vercmp");
+    assert_agree(&cases, "rtool::pkg::vercmp", &applet, "rtool vercmp");
+}

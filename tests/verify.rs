@@ -298,6 +298,37 @@ fn a_missing_sig_is_exit_7_and_a_malformed_one_exit_3() {
         .run()
         .status(3)
         .stderr_has("malformed signature");
+
+    // Hostile signatures: a real one cut short, a packet header claiming 4 GiB, and a
+    // 100 MB file (sparse: it is refused by its size, never read).
+    let real = fs::read(real_arch(&format!("{CMATRIX}.sig"))).unwrap();
+    let sig = tmp.path().join("lonely.pkg.tar.zst.sig");
+    for (what, bytes) in [
+        ("cut", real[..100].to_vec()),
+        ("huge length", b"\xc2\xff\xff\xff\xff\xff".to_vec()),
+    ] {
+        fs::write(&sig, &bytes).unwrap();
+        let d = rtool(["verify", "--keyring"])
+            .arg(keyring())
+            .arg(&pkg)
+            .run();
+        assert_eq!(d.code(), 3, "{what}: {}", d.stderr());
+        assert!(
+            d.stderr().contains("malformed signature"),
+            "{what}: {}",
+            d.stderr()
+        );
+    }
+    fs::File::create(&sig)
+        .unwrap()
+        .set_len(100_000_000)
+        .unwrap();
+    rtool(["verify", "--keyring"])
+        .arg(keyring())
+        .arg(&pkg)
+        .run()
+        .status(3)
+        .stderr_has("too large for a signature");
 }
 
 #[test]
