@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use rtool::progress::{Mode, Progress};
 use rtool::archive::extract::{EntryKind, Extractor, Options};
 use rtool::archive::initramfs;
 use rtool::archive::rooted::Root;
@@ -67,8 +68,21 @@ fn image(a: &ArgMatches) -> PathBuf {
 
 fn ls(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
     let long = a.get_flag("long");
+    let img = image(a);
     let mut out = ctx.out();
-    initramfs::for_each(&image(a), |e, _| {
+    // Progress only for a long scan (gigabytes of zeros): a listing is otherwise instant.
+    let start = std::time::Instant::now();
+    let mut progress: Option<Progress> = None;
+    let mut tick = |skipped: u64| {
+        if progress.is_none() && start.elapsed() > std::time::Duration::from_secs(2) {
+            let label = format!("{}: skipping padding", img.display());
+            progress = Some(Progress::bytes(label, None, Mode::detect(ctx.verbosity < 0)));
+        }
+        if let Some(p) = &mut progress {
+            p.set(skipped);
+        }
+    };
+    let r = initramfs::for_each_with_progress(&img, &mut tick, |e, _| {
         let m = &e.member;
         if long {
             let t = match m.kind {
@@ -90,7 +104,11 @@ fn ls(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
         }
         out.write_all(b"\n")?;
         Ok(())
-    })?;
+    });
+    if let Some(p) = &mut progress {
+        if r.is_ok() { p.finish() } else { p.abandon() }
+    }
+    r?;
     Ok(exit::OK)
 }
 

@@ -32,12 +32,39 @@ fn bad(msg: impl Into<String>) -> Error {
 /// Reads every entry of every segment of the image at `path`, calling `f` with the entry
 /// and its data (symlink targets are in `Member::link`, their data already consumed).
 pub fn for_each(path: &Path, mut f: impl FnMut(&Entry, &mut dyn Read) -> Result<()>) -> Result<()> {
-    each(path, &mut f)
+    each(path, &mut f, &mut |_| {})
+}
+
+/// [`for_each`], telling `tick` how many bytes of padding (zeros between and after archives,
+/// decompressed) it has skipped so far, at every entry and every buffer of padding: a long
+/// scan of zeros can show its progress.
+pub fn for_each_with_progress(
+    path: &Path,
+    tick: &mut dyn FnMut(u64),
+    mut f: impl FnMut(&Entry, &mut dyn Read) -> Result<()>,
+) -> Result<()> {
+    each(path, &mut f, tick)
 }
 
 /// [`for_each`]'s work, compiled once rather than once per caller.
-fn each(path: &Path, f: &mut dyn FnMut(&Entry, &mut dyn Read) -> Result<()>) -> Result<()> {
+fn each(
+    path: &Path,
+    f: &mut dyn FnMut(&Entry, &mut dyn Read) -> Result<()>,
+    tick: &mut dyn FnMut(u64),
+) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| Error::path(e, path))?;
+    let outer = std::cell::RefCell::new(tick);
+    let skipped = std::cell::Cell::new(0u64);
+    // Copied into each user: it holds only shared references.
+    let mut tick = |n: u64| {
+        skipped.set(skipped.get() + n);
+        (outer.borrow_mut())(skipped.get())
+    };
+    let mut f = move |e: &Entry, data: &mut dyn Read| {
+        tick(0);
+        f(e, data)
+    };
+    let f = &mut f;
     let mut r = Counted {
         inner: BufReader::with_capacity(256 << 10, file),
         pos: 0,
@@ -45,7 +72,7 @@ fn each(path: &Path, f: &mut dyn FnMut(&Entry, &mut dyn Read) -> Result<()>) -> 
     let mut segment = 0;
     loop {
         // Padding between segments: zeros.
-        let head = match skip_zeros(&mut r) {
+        let head = match skip_zeros(&mut r, &mut tick) {
             Ok(Some(b)) => b,
             Ok(None) => return Ok(()),
             Err(e) => return Err(Error::path(e, path)),
@@ -82,7 +109,7 @@ fn each(path: &Path, f: &mut dyn FnMut(&Entry, &mut dyn Read) -> Result<()>) -> 
         let mut stream = BufReader::with_capacity(256 << 10, stream);
         loop {
             let mut m = [0u8; 6];
-            match read_nonzero(&mut stream, &mut m) {
+            match read_nonzero(&mut stream, &mut m, &mut tick) {
                 Ok(false) => return Ok(()),
                 Ok(true) => {}
                 Err(e) => return Err(corrupt(e, path, start, name)),
@@ -101,8 +128,12 @@ fn each(path: &Path, f: &mut dyn FnMut(&Entry, &mut dyn Read) -> Result<()>) -> 
 }
 
 /// Skips zero bytes, then fills `buf`; false at a clean end.
-fn read_nonzero(r: &mut dyn BufRead, buf: &mut [u8; 6]) -> io::Result<bool> {
-    let Some(first) = skip_zeros(r)? else {
+fn read_nonzero(
+    r: &mut dyn BufRead,
+    buf: &mut [u8; 6],
+    tick: &mut dyn FnMut(u64),
+) -> io::Result<bool> {
+    let Some(first) = skip_zeros(r, tick)? else {
         return Ok(false);
     };
     buf[0] = first;
@@ -111,7 +142,8 @@ fn read_nonzero(r: &mut dyn BufRead, buf: &mut [u8; 6]) -> io::Result<bool> {
 }
 
 /// Skips zero bytes a buffer at a time; the first other byte (consumed), or `None` at the end.
-fn skip_zeros(r: &mut dyn BufRead) -> io::Result<Option<u8>> {
+/// `tick` is told how many zeros every buffer held.
+fn skip_zeros(r: &mut dyn BufRead, tick: &mut dyn FnMut(u64)) -> io::Result<Option<u8>> {
     loop {
         let buf = r.fill_buf()?;
         if buf.is_empty() {
@@ -121,11 +153,13 @@ fn skip_zeros(r: &mut dyn BufRead) -> io::Result<Option<u8>> {
             Some(i) => {
                 let b = buf[i];
                 r.consume(i + 1);
+                tick(i as u64);
                 return Ok(Some(b));
             }
             None => {
                 let n = buf.len();
                 r.consume(n);
+                tick(n as u64);
             }
         }
     }
