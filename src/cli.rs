@@ -8,6 +8,7 @@ use crate::applet::Applet;
 use crate::ctx::{self, Ctx};
 use crate::error::{exit, Error, Kind, Result};
 use crate::install;
+use crate::json::Json;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -86,6 +87,12 @@ fn run_applet(applet: &'static Applet, via_link: bool, args: Vec<OsString>) -> u
         .version(VERSION)
         .about(applet.summary)
         .args(ctx::args_verbosity());
+    // Before the command line is understood, `--json` anywhere ahead of a `--` asks for
+    // errors as JSON too: a script that wants JSON gets it for a mistyped option as well.
+    let json_seen = args
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json");
     let argv = std::iter::once(OsString::from(applet.name)).chain(args);
     let matches = match cmd.try_get_matches_from(argv) {
         Ok(m) => m,
@@ -95,20 +102,40 @@ fn run_applet(applet: &'static Applet, via_link: bool, args: Vec<OsString>) -> u
                     let _ = e.print();
                     exit::OK
                 }
-                _ => usage_error(applet.name, &help, &e),
+                _ => usage_error(applet.name, &help, &e, json_seen),
             };
         }
     };
     let result = Ctx::from_matches(applet.name, &matches).and_then(|c| (applet.run)(&c, &matches));
     match result {
         Ok(code) => code,
-        Err(e) => print_error(applet.name, &e),
+        Err(e) => {
+            let code = print_error(applet.name, &e);
+            if ctx::json_wanted(&matches) && e.kind() != Kind::BrokenPipe {
+                print_json_error(applet.name, &e.to_string(), e.hint_text(), code);
+            }
+            code
+        }
     }
+}
+
+/// `{"error": {"applet", "message", "hint", "exit"}}` on stdout, one line, for `--json`;
+/// the person still reads the error on stderr.
+pub fn print_json_error(who: &str, message: &str, hint: Option<&str>, code: u8) {
+    let j = Json::obj().with(
+        "error",
+        Json::obj()
+            .with("applet", who)
+            .with("message", message)
+            .with("hint", hint)
+            .with("exit", u64::from(code)),
+    );
+    let _ = writeln!(io::stdout(), "{j}");
 }
 
 /// A command line the applet cannot take, said as every other error is: one `error:` line
 /// and one `hint:` line (a suggested spelling when there is one, and where the usage is).
-fn usage_error(who: &str, help: &str, e: &clap::Error) -> u8 {
+fn usage_error(who: &str, help: &str, e: &clap::Error, json: bool) -> u8 {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let text = |k| match e.get(k) {
         Some(ContextValue::String(s)) => Some(s.clone()),
@@ -128,12 +155,17 @@ fn usage_error(who: &str, help: &str, e: &clap::Error) -> u8 {
         },
         _ => first.strip_prefix("error: ").unwrap_or(first).to_string(),
     };
+    let hint = match text(ContextKind::SuggestedArg) {
+        Some(s) => format!("did you mean {s}? ({help})"),
+        None => help.to_string(),
+    };
     let mut err = io::stderr().lock();
     let _ = writeln!(err, "{who}: error: {msg}");
-    let _ = match text(ContextKind::SuggestedArg) {
-        Some(s) => writeln!(err, "{who}: hint: did you mean {s}? ({help})"),
-        None => writeln!(err, "{who}: hint: {help}"),
-    };
+    let _ = writeln!(err, "{who}: hint: {hint}");
+    drop(err);
+    if json {
+        print_json_error(who, &msg, Some(&hint), exit::USAGE);
+    }
     exit::USAGE
 }
 
