@@ -9,6 +9,7 @@ use rtool::archive::decompress;
 use rtool::json::Json;
 use rtool::net::ala::{self, Candidate, Spec};
 use rtool::net::http::{self, Client};
+use rtool::net::listing;
 use rtool::pkg::name;
 use rtool::progress::Mode;
 use rtool::sig::{self, FileDigest, Keyring, Pending, Verified};
@@ -190,7 +191,11 @@ impl Fetcher<'_> {
                         .with("arch", &c.arch)
                         .with("file", &c.file)
                         .with("date", c.date.clone())
-                        .with("size", c.size.clone())
+                        // Bytes as a number; nginx's listing rounds them (`131M`): `size_exact`
+                        // says which, `size_listed` is the text as listed.
+                        .with("size", c.size.as_deref().and_then(listing::size_bytes).map(|(n, _)| n))
+                        .with("size_exact", c.size.as_deref().and_then(listing::size_bytes).map(|(_, e)| e))
+                        .with("size_listed", c.size.clone())
                         .with("signed", c.has_sig)
                 })
                 .collect();

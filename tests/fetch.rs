@@ -84,6 +84,14 @@ fn list_shows_every_version_newest_first_by_vercmp() {
     assert_eq!(z[0]["version"], "2:2.1.9-1");
     assert_eq!(z[0]["file"], "zfs-utils-2:2.1.9-1-x86_64.pkg.tar.zst");
     assert_eq!(z[0]["signed"], true);
+    // The size is a number of bytes; the listing's rounded text stays beside it.
+    assert!(z[0]["size"].is_u64(), "{z}");
+    assert!(z[0]["size_exact"].is_boolean(), "{z}");
+    assert!(z[0]["size_listed"].is_string(), "{z}");
+    let listed = z[0]["size_listed"].as_str().unwrap();
+    if z[0]["size_exact"] == true {
+        assert_eq!(z[0]["size"].as_u64().unwrap().to_string(), listed);
+    }
 }
 
 #[test]
