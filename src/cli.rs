@@ -41,7 +41,20 @@ pub fn dispatch(applets: &'static [Applet], args: Vec<OsString>) -> u8 {
         },
         _ => match find_os(applets, &first) {
             Some(a) => run_applet(a, false, rest.collect()),
-            None => unknown(&first),
+            None => {
+                let code = unknown(&first);
+                if rest.take_while(|a| a != "--").any(|a| a == "--json") {
+                    let name = first.to_string_lossy();
+                    let message = format!("unknown applet '{name}'");
+                    print_json_error(
+                        "rtool",
+                        &message,
+                        Some("`rtool --list` shows them all"),
+                        code,
+                    );
+                }
+                code
+            }
         },
     }
 }

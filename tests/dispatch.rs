@@ -357,6 +357,14 @@ fn errors_are_json_on_stdout_when_json_is_asked_for() {
     // An applet without --json: the unknown option is still said as JSON.
     let d = rtool(["vercmp", "1", "2", "--json"]).run();
     assert_eq!(d.json()["error"]["exit"].as_u64(), Some(2));
+    // No such applet.
+    let d = rtool(["doktor", "--json"]).run();
+    assert_eq!(d.code(), 127);
+    assert_eq!(d.json()["error"]["exit"].as_u64(), Some(127));
+    assert!(d.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("doktor"));
     // Without --json, stdout stays empty; after `--` it belongs to the command.
     let d = rtool(["doctor", "--jsn"]).run();
     assert_eq!((d.code(), d.stdout()), (2, String::new()));
