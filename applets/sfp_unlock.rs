@@ -176,7 +176,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         return Ok(exit::OK);
     }
     let Some(loader) = loader else {
-        return Err(Error::system("no module loader"));
+        return Err(Error::missing(format!("the modules of the running kernel could not be read: {driver} cannot be loaded")));
     };
     let mut steps: Vec<String> = Vec::new();
     if state == State::Loaded {
