@@ -50,7 +50,8 @@ transaction: @helpers ctx pkg sys archive sig net
 # dispatch, and the crate roots
 applet:      error ctx
 install:     @helpers ctx sys
-cli:         @helpers ctx applet install
+manual:      @helpers applet
+cli:         @helpers ctx applet install manual
 lib:         *
 applets:     *
 main:        cli applet

@@ -9,6 +9,7 @@ use crate::ctx::{self, Ctx};
 use crate::error::{exit, Error, Kind, Result};
 use crate::install;
 use crate::json::Json;
+use crate::manual;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -32,6 +33,7 @@ pub fn dispatch(applets: &'static [Applet], args: Vec<OsString>) -> u8 {
             report(writeln!(io::stdout(), "rtool {VERSION}").map_err(Error::from))
         }
         "--install" => report(install_cmd(applets, &argv0, rest.collect())),
+        "--generate" => report(generate_cmd(applets, rest.collect())),
         "help" => match rest.next() {
             None => report(usage(applets, &mut io::stdout().lock())),
             Some(name) => match find_os(applets, &name) {
@@ -94,12 +96,7 @@ fn run_applet(applet: &'static Applet, via_link: bool, args: Vec<OsString>) -> u
         format!("rtool {}", applet.name)
     };
     let help = format!("{bin_name} --help");
-    let cmd = (applet.command)()
-        .name(applet.name)
-        .bin_name(bin_name)
-        .version(VERSION)
-        .about(applet.summary)
-        .args(ctx::args_verbosity());
+    let cmd = applet.full_command(bin_name);
     // Before the command line is understood, `--json` anywhere ahead of a `--` asks for
     // errors as JSON too: a script that wants JSON gets it for a mistyped option as well.
     let json_seen = args
@@ -182,6 +179,24 @@ fn usage_error(who: &str, help: &str, e: &clap::Error, json: bool) -> u8 {
     exit::USAGE
 }
 
+/// `rtool --generate man|bash|zsh|fish`: the manual page or a completion script on stdout.
+fn generate_cmd(applets: &'static [Applet], args: Vec<OsString>) -> Result<()> {
+    const USAGE: &str =
+        "usage: rtool --generate man|bash|zsh|fish (e.g. rtool --generate man > rtool.1)";
+    let mut args = args.into_iter();
+    let what = match (args.next(), args.next()) {
+        (Some(w), None) => {
+            manual::Output::parse(&w.to_string_lossy()).map_err(|e| e.hint(USAGE))?
+        }
+        (None, _) => return Err(Error::usage("--generate needs what to write").hint(USAGE)),
+        (Some(_), Some(_)) => return Err(Error::usage("--generate takes one name").hint(USAGE)),
+    };
+    let mut out = io::stdout().lock();
+    manual::generate(applets, what, &mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
 fn report(r: Result<()>) -> u8 {
     match r {
         Ok(()) => exit::OK,
@@ -230,6 +245,8 @@ fn usage(applets: &'static [Applet], out: &mut dyn Write) -> Result<()> {
                                    (hard links; -s for symbolic links); chroot,
                                    modprobe and rmmod only with --all, as they
                                    would shadow the system's own tools
+       rtool --generate man|bash|zsh|fish
+                                   the manual page, or a shell's completions
        rtool --version
 "
     )?;

@@ -14,6 +14,7 @@ pub mod hash;
 pub mod install;
 pub mod json;
 pub mod kernel;
+pub mod manual;
 pub mod net;
 pub mod paths;
 pub mod pkg;
