@@ -61,8 +61,9 @@ pub fn command() -> Command {
   rtool fetch-pkg --offline -o /run/media/usb/pkgs linux=6.2.7.arch1-1
 
 Exit status: 0 all fetched and verified; 5 a signature or checksum failed; 6 network
-failure; 7 nothing matches, or no keyring. A .sig that is not a signature (or over 64 KiB)
-is refused with 5 before the package is downloaded.",
+failure (a name that does not resolve fails at once, without retries); 7 nothing matches,
+or no keyring. A .sig that is not a signature (or over 64 KiB) is refused with 5 before
+the package is downloaded.",
         )
 }
 
@@ -75,7 +76,23 @@ struct Fetcher<'a> {
     offline: bool,
 }
 
+/// The next steps when the mirror's name does not resolve: the network, or no network at all.
+const UNRESOLVED_HINT: &str = "is the network up? `rtool doctor` shows the links and their addresses; \
+    an Intel X520 refusing a third-party SFP+ comes up with `rtool sfp-unlock`; without a network, \
+    `--offline -o DIR` uses packages already on disk (a USB stick, the pacman cache); \
+    or name another `--mirror URL`";
+
 pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
+    fetch_pkg(ctx, m).map_err(|e| {
+        if e.cause::<http::Unresolved>().is_some() {
+            e.hint(UNRESOLVED_HINT)
+        } else {
+            e
+        }
+    })
+}
+
+fn fetch_pkg(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     let out = m.get_one::<PathBuf>("output").cloned().unwrap_or_else(|| PathBuf::from("."));
     let offline = m.get_flag("offline");
     let mirrors: Vec<String> = m

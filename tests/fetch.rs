@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::server::{archive, archive_root, tls, Fault, FaultProxy, Nginx};
+use common::server::{archive, archive_root, tls, unresolvable_host, Fault, FaultProxy, Nginx};
 use common::{in_mount_ns, rtool, Cmd, Done};
 
 fn keyring() -> PathBuf {
@@ -725,4 +725,41 @@ fn a_corrupted_body_fails_and_is_not_kept() {
         .stderr_has("bad signature by");
     good.wait_access_log("range=\"bytes=4000-\"");
     assert!(!d.path().join(name).exists() && !d.path().join(format!("{name}.part")).exists());
+}
+
+#[test]
+fn a_name_that_does_not_resolve_fails_at_once_with_the_next_steps() {
+    let (host, lookup) = unresolvable_host();
+    let d = out_dir();
+    let mirror = format!("https://{host}");
+    // The default retries (4, 7.5 s of backoff) stay: they are for what may pass. (The
+    // keyring comes from the test archive, built on first use: before the clock starts.)
+    let cmd = rtool(["fetch-pkg", "--mirror", &mirror, "--keyring"])
+        .arg(keyring())
+        .arg("-o")
+        .arg(d.path())
+        .arg("linux");
+    let started = std::time::Instant::now();
+    let done = cmd.run();
+    let took = started.elapsed();
+    let done = done
+        .status(6)
+        .stderr_has(&format!("cannot resolve the host name {host}"))
+        .stderr_has("rtool doctor")
+        .stderr_has("rtool sfp-unlock")
+        .stderr_has("--offline -o DIR")
+        .stderr_has("--mirror URL");
+    let err = done.stderr();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("fetch-pkg: error: ") && lines[0].contains(host),
+        "{err}"
+    );
+    assert!(lines[1].starts_with("fetch-pkg: hint: "), "{err}");
+    assert!(
+        took < lookup + std::time::Duration::from_secs(2),
+        "{took:?} (one lookup takes {lookup:?}):\n{err}"
+    );
+    assert_eq!(files(d.path()), Vec::<String>::new());
 }
