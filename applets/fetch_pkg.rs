@@ -59,6 +59,7 @@ pub fn command() -> Command {
   rtool fetch-pkg --date 2023-03-20 linux linux-headers zfs-utils   # one consistent day
   rtool fetch-pkg --match-kernel -o /run/media/usb/pkgs   # headers for the live ISO's kernel
   rtool fetch-pkg --offline -o /run/media/usb/pkgs linux=6.2.7.arch1-1
+  rtool fetch-pkg -n 'linux<6.2.8'   # the plan only: no server is asked
 
 Exit status: 0 all fetched and verified; 5 a signature or checksum failed; 6 network
 failure (a name that does not resolve fails at once, without retries); 7 nothing matches,
@@ -106,7 +107,8 @@ fn fetch_pkg(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
             return Err(Error::usage(format!("--mirror {mirror}: expected an https:// URL")));
         }
     }
-    let client = if offline {
+    // A dry run asks no server: it says what it would look up.
+    let client = if offline || ctx.dry_run {
         None
     } else {
         Some(Client::new(http::Options {
@@ -153,6 +155,9 @@ fn fetch_pkg(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     }
     let f = Fetcher { ctx, client, mirrors, out, keyring, offline };
     let date = m.get_one::<String>("date").cloned();
+    if ctx.dry_run && !offline {
+        return f.plan(&wanted, date.as_deref());
+    }
     let chosen = f.resolve(&wanted, date.as_deref())?;
     let mut results = Vec::new();
     for c in &chosen {
@@ -167,7 +172,10 @@ fn fetch_pkg(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
 
 impl Fetcher<'_> {
     fn client(&self) -> Result<&Client> {
-        self.client.as_ref().ok_or_else(|| Error::usage("--offline: no network access"))
+        self.client.as_ref().ok_or_else(|| match self.offline {
+            true => Error::usage("--offline: no network access"),
+            false => Error::usage("a dry run asks no server"),
+        })
     }
 
     /// Runs `f` against each mirror in turn until one answers.
@@ -189,6 +197,11 @@ impl Fetcher<'_> {
 
     fn list(&self, pkg: &str) -> Result<u8> {
         let spec = Spec::parse(pkg)?;
+        let mut o = self.ctx.out();
+        if self.ctx.dry_run && !self.offline {
+            writeln!(o, "would list the versions of {} on {} (dry run: no server asked)", spec.name, self.mirrors.join(", then "))?;
+            return Ok(exit::OK);
+        }
         let cands = if self.offline { self.local_candidates()? } else { self.on_mirrors(|c, m| ala::list_package(c, m, &spec.name))? };
         let cands: Vec<&Candidate> = cands.iter().filter(|c| c.name == spec.name).collect();
         if cands.is_empty() {
@@ -196,7 +209,6 @@ impl Fetcher<'_> {
         }
         // The running kernel's package, marked.
         let running = sys::kernel_release(&self.ctx.host).ok().and_then(|k| ala::kernel_packages(&k).ok());
-        let mut o = self.ctx.out();
         if self.ctx.json {
             let arr: Vec<Json> = cands
                 .iter()
@@ -236,29 +248,41 @@ impl Fetcher<'_> {
 
     /// Package files already in the output directory.
     fn local_candidates(&self) -> Result<Vec<Candidate>> {
-        let rd = std::fs::read_dir(&self.out).map_err(|e| Error::path(e, &self.out))?;
-        let names: Vec<String> = rd.flatten().filter_map(|e| e.file_name().to_str().map(String::from)).collect();
-        let mut out = Vec::new();
-        for n in &names {
-            if n.ends_with(".sig") || n.ends_with(".part") {
+        package_files(&self.out, false)
+    }
+
+    /// A dry run: what would be looked up, and on which mirrors, without asking any. A
+    /// version named exactly whose file is already in the output directory is named too.
+    fn plan(&self, wanted: &[(Spec, Vec<Spec>)], date: Option<&str>) -> Result<u8> {
+        let here = package_files(&self.out, true)?;
+        let mirrors = self.mirrors.join(", then ");
+        let mut o = self.ctx.out();
+        let mut results = Vec::new();
+        for (spec, alts) in wanted {
+            let all = || std::iter::once(spec).chain(alts);
+            let exact = date.is_none() && all().all(|s| s.op == Some(ala::Op::Eq));
+            let what = all().map(ToString::to_string).collect::<Vec<_>>().join(" or ");
+            if let Some(c) = all().find_map(|s| ala::choose(&here, s)).filter(|_| exact) {
+                let path = self.out.join(&c.file);
+                if !self.ctx.json {
+                    writeln!(o, "would use {} (already here; its signature is checked again)", path.display())?;
+                }
+                results.push(Json::obj().with("spec", what).with("file", &c.file).with("path", path.display().to_string()).with("cached", true));
                 continue;
             }
-            let Ok(p) = name::parse(n) else { continue };
-            out.push(Candidate {
-                url: self.out.join(n).display().to_string(),
-                has_sig: names.contains(&format!("{n}.sig")),
-                version: p.version(),
-                name: p.name,
-                arch: p.arch,
-                file: n.clone(),
-                date: None,
-                size: None,
-                sha256: None,
-                repo: None,
-            });
+            if !self.ctx.json {
+                let day = date.map(|d| format!(" in the repositories of {d}")).unwrap_or_default();
+                writeln!(o, "would look up {what} on {mirrors}{day}, and fetch it into {}", self.out.display())?;
+            }
+            results.push(Json::obj().with("spec", what).with("mirrors", Json::Arr(self.mirrors.iter().map(|m| Json::from(m.as_str())).collect())).with("date", date.map(String::from)).with("cached", false));
         }
-        ala::sort_newest_first(&mut out);
-        Ok(out)
+        if self.ctx.json {
+            writeln!(o, "{:#}", Json::Arr(results))?;
+        } else {
+            drop(o);
+            self.ctx.note("dry run: no server was asked, nothing was written");
+        }
+        Ok(exit::OK)
     }
 
     fn resolve(&self, wanted: &[(Spec, Vec<Spec>)], date: Option<&str>) -> Result<Vec<Candidate>> {
@@ -404,6 +428,37 @@ fn signed_by(signature: Option<Result<Verified>>, c: &Candidate) -> Result<Strin
         Some(Ok(v)) => Ok(format!(", signed by {}", v.user_id.unwrap_or(v.fingerprint))),
         Some(Err(e)) => Err(e.context(c.file.clone())),
     }
+}
+
+/// The package files in `dir`, newest first; with `missing_ok`, none when `dir` does not exist.
+fn package_files(dir: &Path, missing_ok: bool) -> Result<Vec<Candidate>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::path(e, dir)),
+    };
+    let names: Vec<String> = rd.flatten().filter_map(|e| e.file_name().to_str().map(String::from)).collect();
+    let mut out = Vec::new();
+    for n in &names {
+        if n.ends_with(".sig") || n.ends_with(".part") {
+            continue;
+        }
+        let Ok(p) = name::parse(n) else { continue };
+        out.push(Candidate {
+            url: dir.join(n).display().to_string(),
+            has_sig: names.contains(&format!("{n}.sig")),
+            version: p.version(),
+            name: p.name,
+            arch: p.arch,
+            file: n.clone(),
+            date: None,
+            size: None,
+            sha256: None,
+            repo: None,
+        });
+    }
+    ala::sort_newest_first(&mut out);
+    Ok(out)
 }
 
 fn result(c: &Candidate, dest: &Path, sum: &str, cached: bool) -> Json {

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::server::{archive, archive_root, tls, unresolvable_host, Fault, FaultProxy, Nginx};
-use common::{in_mount_ns, rtool, Cmd, Done};
+use common::{in_mount_ns, rtool, Cmd, Done, FakeRoot};
 
 fn keyring() -> PathBuf {
     archive().join("keyring")
@@ -762,4 +762,70 @@ fn a_name_that_does_not_resolve_fails_at_once_with_the_next_steps() {
         "{took:?} (one lookup takes {lookup:?}):\n{err}"
     );
     assert_eq!(files(d.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_dry_run_asks_no_server() {
+    let n = server();
+    let (host, _) = unresolvable_host();
+    let d = out_dir();
+    let exact = "linux-6.2.7.arch1-1-x86_64.pkg.tar.zst";
+    fs::write(d.path().join(exact), "already here").unwrap();
+    for mirror in [n.url(), format!("https://{host}")] {
+        let done = fetch(
+            &mirror,
+            d.path(),
+            &[
+                "-n",
+                "linux<6.2.8",
+                "linux=6.2.7.arch1-1",
+                "linux=6.2.8.arch1-1",
+            ],
+        )
+        .success()
+        .stdout_has(&format!(
+            "would look up linux<6.2.8 on {mirror}, and fetch it into"
+        ))
+        .stdout_has(&format!("would look up linux=6.2.8.arch1-1 on {mirror}"))
+        .stdout_has(&format!("would use {}", d.path().join(exact).display()))
+        .stderr_has("no server was asked");
+        assert!(
+            !done.stdout().contains("would look up linux=6.2.7"),
+            "{}",
+            done.stdout()
+        );
+        let plan = fetch(
+            &mirror,
+            d.path(),
+            &["-n", "--json", "--date", "2023-03-20", "linux"],
+        )
+        .success()
+        .json();
+        assert_eq!(plan[0]["spec"], "linux");
+        assert_eq!(plan[0]["date"], "2023-03-20");
+        assert_eq!(plan[0]["cached"], false);
+        rtool(["fetch-pkg", "-n", "--list", "linux", "--mirror", &mirror])
+            .run()
+            .success()
+            .stdout_has("would list the versions of linux");
+    }
+    // install -n with a spec goes through fetch-pkg's plan: no server either.
+    let root = FakeRoot::new();
+    rtool(["install", "-n", "--root"])
+        .arg(root.path())
+        .args(["--mirror", &n.url(), "--ca-file"])
+        .arg(&tls().ca)
+        .arg("--keyring")
+        .arg(keyring())
+        .arg("-o")
+        .arg(d.path())
+        .arg("linux<6.2.8")
+        .run()
+        .success()
+        .stdout_has("would look up linux<6.2.8 on ");
+    assert_eq!(files(d.path()), [exact]);
+    // The server logs what it is asked: one real request shows up, and only that one.
+    list_cmd(&n, "linux").run().success();
+    let log = n.wait_access_log("/packages/l/linux/ ");
+    assert_eq!(log.lines().count(), 1, "{log}");
 }
