@@ -9,7 +9,7 @@ use rtool::archive::decompress;
 use rtool::json::Json;
 use rtool::net::ala::{self, Candidate, Spec};
 use rtool::net::http::{self, Client};
-use rtool::pkg::name;
+use rtool::pkg::{db, name};
 use rtool::progress::Mode;
 use rtool::sig::{self, FileDigest, Keyring, Pending, Verified};
 use rtool::{ctx, exit, sys, Ctx, Error, Kind, Result};
@@ -26,7 +26,7 @@ pub fn command() -> Command {
         .arg(Arg::new("specs").value_name("SPEC").num_args(0..)
             .help("NAME (newest), NAME=VERSION, or NAME<V, NAME<=V, NAME>V, NAME>=V"))
         .arg(Arg::new("list").long("list").value_name("NAME")
-            .help("List every archived version of NAME, newest first"))
+            .help("List every archived version of NAME, newest first; + marks the installed one"))
         .arg(Arg::new("date").long("date").value_name("YYYY-MM-DD")
             .help("Resolve from that day's repository databases: a consistent set"))
         .arg(Arg::new("match_kernel").long("match-kernel").value_name("KVER").num_args(0..=1)
@@ -53,13 +53,17 @@ pub fn command() -> Command {
         .arg(ctx::arg_dry_run())
         .after_help(
             "Examples:
-  rtool fetch-pkg --list linux
+  rtool fetch-pkg --list linux --root /mnt   # + installed in /mnt, (cached) in its CacheDir
   rtool fetch-pkg linux=6.2.7.arch1-1 linux-headers=6.2.7.arch1-1 -o /mnt/var/cache/pacman/pkg
   rtool fetch-pkg 'linux<6.2.8' 'linux-headers<6.2.8'
   rtool fetch-pkg --date 2023-03-20 linux linux-headers zfs-utils   # one consistent day
   rtool fetch-pkg --match-kernel -o /run/media/usb/pkgs   # headers for the live ISO's kernel
   rtool fetch-pkg --offline -o /run/media/usb/pkgs linux=6.2.7.arch1-1
   rtool fetch-pkg -n 'linux<6.2.8'   # the plan only: no server is asked
+
+--list marks the version installed in --root with +, as downgrade does, and says (cached)
+of a version whose file is in the package cache: -o DIR, else the CacheDirs of --root's
+pacman.conf.
 
 Exit status: 0 all fetched and verified; 5 a signature or checksum failed; 6 network
 failure (a name that does not resolve fails at once, without retries); 7 nothing matches,
@@ -121,8 +125,19 @@ fn fetch_pkg(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     };
 
     if let Some(name) = m.get_one::<String>("list") {
+        // Where a listed version counts as cached: -o, else the target's package cache.
+        let caches = match m.get_one::<PathBuf>("output") {
+            Some(dir) => vec![dir.clone()],
+            None => match db::Conf::read(&ctx.root) {
+                Ok(conf) => conf.cachedirs.iter().map(|d| ctx.root_path(d)).collect(),
+                Err(e) => {
+                    ctx.warn(format!("cached versions are not marked: {e}"));
+                    Vec::new()
+                }
+            },
+        };
         let f = Fetcher { ctx, client, mirrors, out, keyring: None, offline };
-        return f.list(name);
+        return f.list(name, &caches);
     }
 
     let mut wanted: Vec<(Spec, Vec<Spec>)> = Vec::new(); // a spec and its alternatives
@@ -195,7 +210,9 @@ impl Fetcher<'_> {
         Err(last.unwrap_or_else(|| Error::usage("no mirror")))
     }
 
-    fn list(&self, pkg: &str) -> Result<u8> {
+    /// Every version of `pkg`, newest first, marked as downgrade marks them: `+` the version
+    /// installed in the target, `(cached)` one whose file is in a directory of `caches`.
+    fn list(&self, pkg: &str, caches: &[PathBuf]) -> Result<u8> {
         let spec = Spec::parse(pkg)?;
         let mut o = self.ctx.out();
         if self.ctx.dry_run && !self.offline {
@@ -209,6 +226,23 @@ impl Fetcher<'_> {
         }
         // The running kernel's package, marked.
         let running = sys::kernel_release(&self.ctx.host).ok().and_then(|k| ala::kernel_packages(&k).ok());
+        // A local database that cannot be read costs the mark, not the list.
+        let installed = match self.installed_version(&spec.name) {
+            Ok(v) => v,
+            Err(e) => {
+                self.ctx.warn(format!("the installed version of {} is not marked: {e}", spec.name));
+                None
+            }
+        };
+        let mut cached: Vec<Candidate> = Vec::new();
+        for dir in caches {
+            match package_files(dir, true) {
+                Ok(files) => cached.extend(files),
+                Err(e) => self.ctx.warn(format!("cached versions are not marked: {e}")),
+            }
+        }
+        let is_installed = |c: &Candidate| installed.as_deref() == Some(c.version.as_str());
+        let is_cached = |c: &Candidate| cached.iter().any(|f| f.name == c.name && f.version == c.version && f.arch == c.arch);
         if self.ctx.json {
             let arr: Vec<Json> = cands
                 .iter()
@@ -221,29 +255,48 @@ impl Fetcher<'_> {
                         .with("date", c.date.clone())
                         .with("size", c.size.clone())
                         .with("signed", c.has_sig)
+                        .with("installed", is_installed(c))
+                        .with("cached", is_cached(c))
                 })
                 .collect();
             writeln!(o, "{:#}", Json::Arr(arr))?;
             return Ok(exit::OK);
         }
         let w = cands.iter().map(|c| c.version.len()).max().unwrap_or(7).max(7);
-        writeln!(o, "{:w$}  {:17}  {:>6}  FILE", "VERSION", "DATE (GMT)", "SIZE")?;
+        writeln!(o, "  {:w$}  {:17}  {:>6}  FILE", "VERSION", "DATE (GMT)", "SIZE")?;
         for c in cands {
-            let mark = match &running {
-                Some((p, vs)) if *p == c.name && vs.contains(&c.version) => "  <- running kernel",
-                _ => "",
-            };
+            let mut notes = Vec::new();
+            if is_installed(c) {
+                notes.push("installed");
+            }
+            if is_cached(c) {
+                notes.push("cached");
+            }
+            if matches!(&running, Some((p, vs)) if *p == c.name && vs.contains(&c.version)) {
+                notes.push("running kernel");
+            }
+            if !c.has_sig {
+                notes.push("no signature");
+            }
             writeln!(
                 o,
-                "{:w$}  {:17}  {:>6}  {}{}{mark}",
+                "{} {:w$}  {:17}  {:>6}  {}{}",
+                if is_installed(c) { '+' } else { ' ' },
                 c.version,
                 c.date.as_deref().unwrap_or("-"),
                 c.size.as_deref().unwrap_or("-"),
                 c.file,
-                if c.has_sig { "" } else { "  (no signature)" }
+                if notes.is_empty() { String::new() } else { format!("  ({})", notes.join(", ")) }
             )?;
         }
         Ok(exit::OK)
+    }
+
+    /// The version of `pkg` in the target's local database (pacman.conf's DBPath).
+    fn installed_version(&self, pkg: &str) -> Result<Option<String>> {
+        let conf = db::Conf::read(&self.ctx.root)?;
+        let found = db::installed(&self.ctx.root_path(&conf.dbpath), |n| n == pkg)?;
+        Ok(found.into_iter().find(|l| l.name == pkg).map(|l| l.version))
     }
 
     /// Package files already in the output directory.

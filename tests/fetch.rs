@@ -105,7 +105,118 @@ fn list_marks_the_running_kernel() {
         .lines()
         .find(|l| l.contains("running kernel"))
         .unwrap_or_else(|| panic!("{out}"));
-    assert!(line.starts_with("6.2.8.arch1-1"), "{out}");
+    assert!(line.trim_start().starts_with("6.2.8.arch1-1"), "{out}");
+}
+
+/// The line of `out` for `version` (the first column after the mark).
+fn list_line<'a>(out: &'a str, version: &str) -> &'a str {
+    out.lines()
+        .find(|l| {
+            l.get(2..)
+                .is_some_and(|v| v.starts_with(&format!("{version} ")))
+        })
+        .unwrap_or_else(|| panic!("no line for {version}:\n{out}"))
+}
+
+#[test]
+fn list_marks_the_installed_and_cached_versions() {
+    let n = server();
+    // The target keeps its database and cache where its pacman.conf says, not at the defaults.
+    let root = FakeRoot::new();
+    root.write(
+        "/etc/pacman.conf",
+        "[options]\nDBPath = /srv/pacman/\nCacheDir = /srv/cache/one/ /srv/cache/two/\n",
+    )
+    .write(
+        "/srv/pacman/local/linux-6.2.8.arch1-1/desc",
+        "%NAME%\nlinux\n\n%VERSION%\n6.2.8.arch1-1\n\n",
+    )
+    .write(
+        "/srv/pacman/local/linux-headers-6.2.10.arch1-1/desc",
+        "%NAME%\nlinux-headers\n\n%VERSION%\n6.2.10.arch1-1\n\n",
+    )
+    .write("/srv/cache/two/linux-6.2.7.arch1-1-x86_64.pkg.tar.zst", "x")
+    .write(
+        "/srv/cache/two/linux-6.2.7.arch1-1-x86_64.pkg.tar.zst.sig",
+        "x",
+    )
+    // Neither a half download nor the default cache counts.
+    .write(
+        "/srv/cache/one/linux-6.2.10.arch1-1-x86_64.pkg.tar.zst.part",
+        "x",
+    )
+    .write(
+        "/var/cache/pacman/pkg/linux-6.2.10.arch1-1-x86_64.pkg.tar.zst",
+        "x",
+    );
+    let listed = |extra: &[&str]| {
+        list_cmd(&n, "linux")
+            .arg("--root")
+            .arg(root.path())
+            .args(extra)
+    };
+    let out = listed(&[]).run().success().stdout();
+    assert!(out.starts_with("  VERSION "), "{out}");
+    assert!(list_line(&out, "6.2.8.arch1-1").starts_with("+ "), "{out}");
+    assert!(
+        list_line(&out, "6.2.8.arch1-1").ends_with("  (installed)"),
+        "{out}"
+    );
+    assert!(list_line(&out, "6.2.7.arch1-1").starts_with("  "), "{out}");
+    assert!(
+        list_line(&out, "6.2.7.arch1-1").ends_with(".pkg.tar.zst  (cached)"),
+        "{out}"
+    );
+    assert!(
+        list_line(&out, "6.2.10.arch1-1").ends_with(".pkg.tar.zst"),
+        "{out}"
+    );
+    assert_eq!(out.matches('+').count(), 1, "{out}");
+
+    let marks = |json: serde_json::Value| -> Vec<(String, bool, bool)> {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                let b = |k: &str| v[k].as_bool().unwrap_or_else(|| panic!("{k}: {v}"));
+                (
+                    v["version"].as_str().unwrap().to_string(),
+                    b("installed"),
+                    b("cached"),
+                )
+            })
+            .collect()
+    };
+    let mark = |v: &str, i: bool, c: bool| (v.to_string(), i, c);
+    assert_eq!(
+        marks(listed(&["--json"]).run().success().json()),
+        [
+            mark("6.2.10.arch1-1", false, false),
+            mark("6.2.8.arch1-1", true, false),
+            mark("6.2.7.arch1-1", false, true),
+        ]
+    );
+    // -o DIR is the cache that counts, the target's CacheDirs no longer.
+    let d = out_dir();
+    fs::write(
+        d.path().join("linux-6.2.10.arch1-1-x86_64.pkg.tar.zst"),
+        "x",
+    )
+    .unwrap();
+    assert_eq!(
+        marks(
+            listed(&["--json", "-o"])
+                .arg(d.path())
+                .run()
+                .success()
+                .json()
+        ),
+        [
+            mark("6.2.10.arch1-1", false, true),
+            mark("6.2.8.arch1-1", true, false),
+            mark("6.2.7.arch1-1", false, false),
+        ]
+    );
 }
 
 #[test]
