@@ -592,6 +592,29 @@ fn dry_run_shows_the_plan_and_writes_nothing() {
 }
 
 #[test]
+fn a_name_that_does_not_resolve_fails_at_once() {
+    let (host, lookup) = common::server::unresolvable_host();
+    let r = target();
+    // pubkey retries twice by default: not a name that does not resolve.
+    let cmd = pubkey(&r, &["add", &format!("https://{host}/me.keys")]);
+    let started = std::time::Instant::now();
+    let done = cmd.run();
+    let took = started.elapsed();
+    let err = done
+        .status(6)
+        .stderr_has(&format!("cannot resolve the host name {host}"))
+        .stderr_has("pubkey: hint: ")
+        .stderr_has("rtool doctor")
+        .stderr();
+    assert!(!err.contains("retrying"), "{err}");
+    assert!(
+        took < lookup + std::time::Duration::from_secs(2),
+        "{took:?} (one lookup takes {lookup:?}):\n{err}"
+    );
+    assert!(!r.at("/home/alice/.ssh").exists());
+}
+
+#[test]
 fn hostile_sources_leave_authorized_keys_byte_identical() {
     let r = target();
     let before = format!("{}\n# trailing comment, no newline", key_line("ed25519-b"));
