@@ -149,7 +149,7 @@ struct Item {
 struct Prep<'a> {
     ctx: &'a Ctx,
     lay: Layout,
-    client: Option<Client>,
+    client: Client,
     mirrors: Vec<String>,
     /// Listings already fetched, per package name.
     listings: BTreeMap<String, Vec<Candidate>>,
@@ -178,6 +178,12 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     })?
     .on_retry(|msg| eprintln!("stick: {msg}"));
 
+    // A mistyped SPEC stops here, before the network is asked anything.
+    let mut asked = Vec::new();
+    for s in m.get_many::<String>("specs").into_iter().flatten() {
+        asked.push(Want { spec: Spec::parse(s)?, required: true, why: "asked for" });
+    }
+
     // What the stick is for: read everything before anything is written.
     let facts = facts::read(&ctx.root, &ctx.host)?;
     let source = Keyring::find(&ctx.root, &ctx.host, m.get_one::<PathBuf>("keyring").map(PathBuf::as_path))?;
@@ -193,7 +199,7 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         ctx,
         cachedirs: conf.cachedirs.iter().map(|d| ctx::below(&ctx.root, d)).collect(),
         lay,
-        client: Some(client),
+        client,
         mirrors,
         listings: BTreeMap::new(),
     };
@@ -234,9 +240,7 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
             why: "installed",
         });
     }
-    for s in m.get_many::<String>("specs").into_iter().flatten() {
-        wants.push(Want { spec: Spec::parse(s)?, required: true, why: "asked for" });
-    }
+    wants.extend(asked);
 
     let mut items: Vec<Item> = Vec::new();
     for w in &wants {
@@ -251,20 +255,45 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         }
     }
 
+    // vfat (and exFAT) cannot hold a ':' in a name, which an epoch puts in a package's file.
+    let fstype = fs_type(&prep.lay.dir);
+    if fstype.as_deref().is_some_and(|t| ["vfat", "msdos", "exfat"].contains(&t)) {
+        items.retain(|it| {
+            let ok = !it.file.contains(':');
+            if !ok {
+                ctx.warn(format!(
+                    "{}: left out: {} cannot hold ':' in a file name (an epoch); use an ext4 stick for it",
+                    it.file,
+                    fstype.as_deref().unwrap_or_default()
+                ));
+            }
+            ok
+        });
+    }
     let exe = install::own_path(std::ffi::OsStr::new(""))?;
     let exe_size = std::fs::metadata(&exe).map(|m| m.len()).unwrap_or(0);
     let mut out = ctx.out();
+    let free = sys::space(&prep.lay.dir).ok();
+    writeln!(
+        out,
+        "stick    {} ({}{})",
+        prep.lay.dir.display(),
+        fstype.as_deref().unwrap_or("filesystem unknown"),
+        free.map(|s| format!(", {} free", human(s.avail))).unwrap_or_default()
+    )?;
     if dry {
-        return plan(ctx, &prep.lay, &exe, exe_size, &key_files, &items);
+        drop(out);
+        return plan(ctx, &exe, exe_size, &key_files, &items);
     }
     // A stick clearly too small stops here, before anything is written.
-    let need: u64 = exe_size
+    let exe_there = std::fs::metadata(prep.lay.at(stick::EXE)).is_ok_and(|m| m.len() == exe_size);
+    let need: u64 = if exe_there { 0 } else { exe_size }
         + items
             .iter()
             .filter(|i| !matches!(i.source, Source::Stick))
             .filter_map(|i| i.size)
             .sum::<u64>();
-    if let Ok(space) = sys::space(&prep.lay.dir) {
+    if let Some(space) = free {
         if need > space.avail {
             return Err(Error::system(format!(
                 "{}: {} free, and the stick needs about {} more: nothing was written",
@@ -298,7 +327,8 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         Some(n) => writeln!(out, "links    {}: {n} applet links", stick::BIN)?,
         None => writeln!(
             out,
-            "links    none: this filesystem has no symbolic links (vfat?); `rtool APPLET` works without them"
+            "links    none: {} has no symbolic links; `rtool APPLET` works without them",
+            fstype.as_deref().unwrap_or("this filesystem")
         )?,
     }
 
@@ -329,7 +359,24 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     let mut problems = 0;
     let mut on_stick: Vec<rescue::OnStick> = Vec::new();
     for it in &items {
-        match prep.put(it, &keyring, &mut sums) {
+        let mut put = prep.put(it, &keyring, &mut sums);
+        // A copy on the stick that no longer verifies is replaced from the other sources.
+        if let (Source::Stick, Err(e)) = (&it.source, &put) {
+            if e.kind() != Kind::System {
+                ctx.warn(format!("{}/{}: {e}: replacing it", stick::CACHE, it.file));
+                let rel = format!("{}/{}", stick::CACHE, it.file);
+                for p in [prep.lay.at(&rel), prep.lay.at(format!("{rel}.sig"))] {
+                    std::fs::remove_file(&p).map_err(|e| Error::path(e, &p))?;
+                }
+                let w = Want {
+                    spec: Spec { name: it.name.clone(), op: Some(Op::Eq), version: Some(it.version.clone()) },
+                    required: false,
+                    why: it.why,
+                };
+                put = prep.resolve(&w).and_then(|again| prep.put(&again, &keyring, &mut sums));
+            }
+        }
+        match put {
             Ok(how) => {
                 writeln!(out, "package  {} {} ({}): {how}", it.name, it.version, it.why)?;
                 on_stick.push(rescue::OnStick { name: it.name.clone(), version: it.version.clone() });
@@ -388,9 +435,9 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
 }
 
 /// `-n`: what would be copied and downloaded, with sizes.
-fn plan(ctx: &Ctx, lay: &Layout, exe: &Path, exe_size: u64, keys: &[(PathBuf, &str)], items: &[Item]) -> Result<u8> {
+fn plan(ctx: &Ctx, exe: &Path, exe_size: u64, keys: &[(PathBuf, &str)], items: &[Item]) -> Result<u8> {
     let mut out = ctx.out();
-    writeln!(out, "plan for {} (nothing is written):", lay.dir.display())?;
+    writeln!(out, "plan (nothing is written):")?;
     writeln!(out, "  copy      {} from {} ({})", stick::EXE, exe.display(), human(exe_size))?;
     for (from, n) in keys {
         let size = std::fs::metadata(from).map(|m| human(m.len())).unwrap_or_else(|_| "?".into());
@@ -410,8 +457,7 @@ fn plan(ctx: &Ctx, lay: &Layout, exe: &Path, exe_size: u64, keys: &[(PathBuf, &s
         writeln!(out, "  {verb:9} {}/{} ({}, {size}) {from}", stick::CACHE, it.file, it.why)?;
     }
     writeln!(out, "  write     {}, {}, {}", stick::TARGET, stick::RESCUE, stick::SUMS)?;
-    let free = sys::space(&lay.dir).map(|s| format!(", {} free on the stick", human(s.avail))).unwrap_or_default();
-    writeln!(out, "about {} to write{free}", human(total))?;
+    writeln!(out, "about {} to write", human(total))?;
     Ok(exit::OK)
 }
 
@@ -461,6 +507,13 @@ fn link_applets(lay: &Layout) -> Result<Option<usize>> {
     Ok(Some(done.created + done.present + done.replaced))
 }
 
+/// The type of the filesystem holding `dir` (`vfat`, `ext4`), from the mount table.
+fn fs_type(dir: &Path) -> Option<String> {
+    let abs = std::fs::canonicalize(dir).ok()?;
+    let mounts = sys::mountinfo::read(Path::new("/proc/self/mountinfo")).ok()?;
+    sys::mountinfo::containing(&mounts, &abs).map(|m| m.fstype.clone())
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -469,14 +522,10 @@ fn now() -> i64 {
 }
 
 impl Prep<'_> {
-    fn client(&self) -> Result<&Client> {
-        self.client.as_ref().ok_or_else(|| Error::usage("no network client"))
-    }
-
     /// Every archived build of `pkg`, from the first mirror that answers (fetched once).
     fn listing(&mut self, pkg: &str) -> Result<&[Candidate]> {
         if !self.listings.contains_key(pkg) {
-            let client = self.client()?;
+            let client = &self.client;
             let mut last = None;
             let mut found = None;
             for m in &self.mirrors {
@@ -597,7 +646,7 @@ impl Prep<'_> {
                 (format!("copied from {}, signed by {}", from.display(), who(&v)), checked.sha256)
             }
             Source::Mirror(c) => {
-                let client = self.client()?;
+                let client = &self.client;
                 let bytes = client
                     .get_small(&c.sig_url(), sig::MAX_SIG_BYTES)?
                     .ok_or_else(|| Error::new(Kind::Verify, format!("no signature on the mirror ({} is missing)", c.sig_url())))?;
@@ -842,7 +891,7 @@ fn zfs_finding(good: &[(name::PkgFileName, PathBuf)], target: &str) -> Finding {
             Finding::new("zfs", Status::Info, "no ZFS package on the stick (the target had none)")
         } else {
             Finding::new("zfs", Status::Warn, format!("the target has {}, but no ZFS package is on the stick", target_zfs.join(", ")))
-                .next("ZFS's packages are not on the Arch Linux Archive: copy them into the target's pacman cache with their .sig, or name a mirror that has them, and prepare again")
+                .next("ZFS's packages are not on the Arch Linux Archive, and archzfs signs with a key outside Arch's keyring: bring them, or a live system with ZFS, another way")
         };
     }
     let mut pieces: Vec<zfs::Zfs> = Vec::new();
@@ -860,6 +909,14 @@ fn zfs_finding(good: &[(name::PkgFileName, PathBuf)], target: &str) -> Finding {
                 }
             }
             Err(e) => f = f.detail(format!("{}: unreadable: {e}", p.name)),
+        }
+    }
+    for t in &target_zfs {
+        let n = t.split(' ').next().unwrap_or_default();
+        if !zfs_pkgs.iter().any(|(p, _)| p.name == n) {
+            f.status = Status::Warn;
+            f = f.detail(format!("the target's {t} is not on the stick"));
+            f.next = Some("archzfs's packages are not on the Arch Linux Archive and their key is not in Arch's keyring: bring them, or a live system with ZFS, another way".into());
         }
     }
     if !zfs_pkgs.iter().any(|(p, _)| p.name == "zfs-utils") {

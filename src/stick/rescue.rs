@@ -247,14 +247,13 @@ pub fn render(i: &Input) -> String {
         t.push_str("      (no kernel package is on the stick)\n");
     }
     for k in &kernels_on_stick {
-        let installed = f
-            .kernels
-            .iter()
-            .any(|i| i.name == k.name && i.version == k.version);
-        let what = if installed {
-            "as installed when prepared"
-        } else {
-            "another version"
+        let what = match f.kernels.iter().find(|i| i.name == k.name) {
+            Some(i) if i.version == k.version => "as installed when prepared",
+            Some(i) if crate::pkg::vercmp::vercmp(&k.version, &i.version).is_lt() => {
+                "older: the way back"
+            }
+            Some(_) => "newer than the installed one",
+            None => "not installed when prepared",
         };
         t.push_str(&format!(
             "    {} {} ({what}):\n",
@@ -262,13 +261,10 @@ pub fn render(i: &Input) -> String {
             ascii(&k.version)
         ));
         let mut args = vec![
-            "--root".to_string(),
-            "/mnt".into(),
+            "--root /mnt".to_string(),
             "--offline".into(),
-            "-o".into(),
-            "$S/rtool/cache".into(),
-            "--keyring".into(),
-            "$S/rtool/keyring".into(),
+            "-o $S/rtool/cache".into(),
+            "--keyring $S/rtool/keyring".into(),
             format!("{}={}", ascii(&k.name), ascii(&k.version)),
         ];
         let headers = format!("{}-headers", k.name);
@@ -288,13 +284,10 @@ pub fn render(i: &Input) -> String {
     if !zfs_on_stick.is_empty() {
         t.push_str("    ZFS packages from the stick the same way:\n");
         let mut args = vec![
-            "--root".to_string(),
-            "/mnt".into(),
+            "--root /mnt".to_string(),
             "--offline".into(),
-            "-o".into(),
-            "$S/rtool/cache".into(),
-            "--keyring".into(),
-            "$S/rtool/keyring".into(),
+            "-o $S/rtool/cache".into(),
+            "--keyring $S/rtool/keyring".into(),
         ];
         args.extend(
             zfs_on_stick
