@@ -79,6 +79,7 @@ fn host() -> FakeRoot {
     h
 }
 
+/// `rtool stick prepare` with the options in `args`, then the stick, then the SPECs in `args`.
 fn prepare(n: &Nginx, root: &Path, host: &Path, stick: &Path, args: &[&str]) -> Done {
     rtool([
         "stick",
@@ -92,8 +93,9 @@ fn prepare(n: &Nginx, root: &Path, host: &Path, stick: &Path, args: &[&str]) -> 
     .arg(&tls().ca)
     .arg("--for-root")
     .arg(root)
-    .args(args)
+    .args(args.iter().filter(|a| a.starts_with('-')))
     .arg(stick)
+    .args(args.iter().filter(|a| !a.starts_with('-')))
     .host(host)
     .run()
 }
@@ -206,7 +208,8 @@ fn prepared_stick_rescues_offline_and_check_catches_one_bad_byte() {
         "mount UUID=1234-ABCD /mnt/boot",
         "rtool modprobe ixgbe",
         "linux 6.2.10.arch1-1 (6.2.10-arch1-1)",
-        "linux=6.2.8.arch1-1 linux-headers=6.2.8.arch1-1",
+        "linux=6.2.8.arch1-1",
+        "linux-headers=6.2.8.arch1-1",
         "rtool chroot --zpool zroot --mount-boot /mnt",
     ] {
         assert!(rescue.contains(want), "{want}\n{rescue}");
@@ -427,5 +430,46 @@ fn a_stick_too_small_stops_with_an_error_and_no_half_file() {
         d.stderr().contains("free, and the stick needs about"),
         "{}",
         d.stderr()
+    );
+}
+
+#[test]
+fn a_stick_that_fills_up_mid_copy_keeps_the_old_file_and_no_half_one() {
+    let n = Nginx::start(&archive_root(), "");
+    let (root, host) = (target(), host());
+    let stick = tempfile::tempdir().unwrap();
+    // An old binary of the same size is on the stick: the free space looks enough for the
+    // packages, but the new binary's temporary copy beside the old one fills the stick.
+    let script = r#"
+        size=$(stat -c %s "$RTOOL")
+        mount -t tmpfs -o size=$((size + 3 * 1024 * 1024)) tmpfs "$STICK"
+        mkdir -p "$STICK/rtool/bin"
+        head -c "$size" /dev/zero > "$STICK/rtool/bin/rtool"
+        set +e
+        "$RTOOL" stick prepare --no-previous --mirror "$URL" --ca-file "$CA" --retries 0 \
+            --for-root "$ROOT" "$STICK"
+        echo "status=$?"
+        find "$STICK" -name '*.rtool-part' | sed 's/^/half: /'
+        cmp -s "$STICK/rtool/bin/rtool" <(head -c "$size" /dev/zero) && echo "old binary intact"
+    "#;
+    let url = n.url();
+    let d = in_mount_ns(
+        script,
+        &[
+            ("STICK", stick.path().as_os_str()),
+            ("URL", url.as_ref()),
+            ("CA", tls().ca.as_os_str()),
+            ("ROOT", root.path().as_os_str()),
+            ("RTOOL_HOST_ROOT", host.path().as_os_str()),
+        ],
+    )
+    .success();
+    let (out, err) = (d.stdout(), d.stderr());
+    assert!(out.contains("status=4"), "{out}\n{err}");
+    assert!(!out.contains("half: "), "{out}");
+    assert!(out.contains("old binary intact"), "{out}\n{err}");
+    assert!(
+        err.contains("no space left on") && err.contains("rtool/bin/rtool"),
+        "{err}"
     );
 }
