@@ -71,13 +71,27 @@ pub fn command() -> Command {
                     .help("The keyring to copy [default: the target's, then the running system's]"))
                 .arg(Arg::new("retries").long("retries").value_name("N").value_parser(clap::value_parser!(u32))
                     .default_value("4").help("Retries (with backoff) after a failed connection or transfer"))
-                .arg(ctx::arg_dry_run().help("Show what would be copied and downloaded, with sizes; write nothing")),
+                .arg(ctx::arg_dry_run().help("Show what would be copied and downloaded, with sizes; write nothing"))
+                .after_help(
+                    "Examples:
+  rtool stick prepare /run/media/usb
+  rtool stick prepare -n /run/media/usb                  # the plan and its sizes
+  rtool stick prepare --for-root /mnt /run/media/usb 'linux-lts<6.2'",
+                ),
         )
         .subcommand(
             Command::new("check")
                 .about("Verify everything on the stick and say what it can rescue")
                 .arg(dir())
-                .arg(ctx::arg_json()),
+                .arg(ctx::arg_json())
+                .after_help(
+                    "Examples:
+  rtool stick check /run/media/usb
+  rtool stick check --json /run/media/usb
+
+Exit status: 0 everything verified; 5 a checksum or signature failed (the file is named);
+1 another problem (no kernel on the stick, a file missing).",
+                ),
         )
         .after_help(
             "Examples:
@@ -244,7 +258,7 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
 
     let mut items: Vec<Item> = Vec::new();
     for w in &wants {
-        match prep.resolve(w) {
+        match prep.resolve(w, false) {
             Ok(it) => {
                 if !items.iter().any(|i| i.file == it.file) {
                     items.push(it);
@@ -360,20 +374,27 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     let mut on_stick: Vec<rescue::OnStick> = Vec::new();
     for it in &items {
         let mut put = prep.put(it, &keyring, &mut sums);
-        // A copy on the stick that no longer verifies is replaced from the other sources.
-        if let (Source::Stick, Err(e)) = (&it.source, &put) {
+        // A local copy (on the stick, in the target's cache) that does not verify is taken
+        // from the archive instead; a bad copy on the stick goes, the target's is left alone.
+        let local = match &it.source {
+            Source::Stick => Some(prep.lay.at(format!("{}/{}", stick::CACHE, it.file))),
+            Source::Cache(p) => Some(p.clone()),
+            Source::Mirror(_) => None,
+        };
+        if let (Some(path), Err(e)) = (local, &put) {
             if e.kind() != Kind::System {
-                ctx.warn(format!("{}/{}: {e}: replacing it", stick::CACHE, it.file));
-                let rel = format!("{}/{}", stick::CACHE, it.file);
-                for p in [prep.lay.at(&rel), prep.lay.at(format!("{rel}.sig"))] {
-                    std::fs::remove_file(&p).map_err(|e| Error::path(e, &p))?;
+                ctx.warn(format!("{}: {e}: taking it from the archive", path.display()));
+                if matches!(it.source, Source::Stick) {
+                    for p in [path.clone(), PathBuf::from(format!("{}.sig", path.display()))] {
+                        std::fs::remove_file(&p).map_err(|e| Error::path(e, &p))?;
+                    }
                 }
                 let w = Want {
                     spec: Spec { name: it.name.clone(), op: Some(Op::Eq), version: Some(it.version.clone()) },
                     required: false,
                     why: it.why,
                 };
-                put = prep.resolve(&w).and_then(|again| prep.put(&again, &keyring, &mut sums));
+                put = prep.resolve(&w, true).and_then(|again| prep.put(&again, &keyring, &mut sums));
             }
         }
         match put {
@@ -576,8 +597,9 @@ impl Prep<'_> {
         found.into_iter().next()
     }
 
-    /// Where `w` comes from: the stick, the target's cache, or the archive.
-    fn resolve(&mut self, w: &Want) -> Result<Item> {
+    /// Where `w` comes from: the stick, the target's cache, or the archive (only the archive
+    /// with `archive_only`).
+    fn resolve(&mut self, w: &Want, archive_only: bool) -> Result<Item> {
         let item = |version: String, file: String, source, size| Item {
             name: w.spec.name.clone(),
             version,
@@ -587,7 +609,7 @@ impl Prep<'_> {
             size,
         };
         // An exact version may already be here, with no network needed to know it.
-        if w.spec.op == Some(Op::Eq) {
+        if w.spec.op == Some(Op::Eq) && !archive_only {
             if let Some((v, f, size)) = Self::local(&self.lay.at(stick::CACHE), &w.spec) {
                 return Ok(item(v, f, Source::Stick, Some(size)));
             }
@@ -604,7 +626,7 @@ impl Prep<'_> {
             return Err(if have.is_empty() { e } else { e.hint(format!("available: {}", have.join(", "))) });
         };
         let c = c.clone();
-        if w.spec.op != Some(Op::Eq) {
+        if w.spec.op != Some(Op::Eq) && !archive_only {
             let exact = Spec { name: c.name.clone(), op: Some(Op::Eq), version: Some(c.version.clone()) };
             if let Some((v, f, size)) = Self::local(&self.lay.at(stick::CACHE), &exact) {
                 return Ok(item(v, f, Source::Stick, Some(size)));

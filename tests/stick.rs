@@ -266,6 +266,23 @@ fn prepared_stick_rescues_offline_and_check_catches_one_bad_byte() {
     ])
     .success()
     .stdout_has("good signature by Test Packager");
+    // RESCUE.txt's downgrade, as a plan (the fake root is no system to install into).
+    offline(&[
+        bin.as_os_str(),
+        "install".as_ref(),
+        "--root".as_ref(),
+        root.path().as_os_str(),
+        "--offline".as_ref(),
+        "-o".as_ref(),
+        cache.as_os_str(),
+        "--keyring".as_ref(),
+        keyring.as_os_str(),
+        "-n".as_ref(),
+        "linux=6.2.8.arch1-1".as_ref(),
+        "linux-headers=6.2.8.arch1-1".as_ref(),
+    ])
+    .success()
+    .stdout_has("would install linux 6.2.10.arch1-1 -> 6.2.8.arch1-1 (downgraded)");
     let report = offline(&[
         bin.as_os_str(),
         "stick".as_ref(),
@@ -472,4 +489,60 @@ fn a_stick_that_fills_up_mid_copy_keeps_the_old_file_and_no_half_one() {
         err.contains("no space left on") && err.contains("rtool/bin/rtool"),
         "{err}"
     );
+}
+
+#[test]
+fn the_targets_pacman_cache_is_used_and_a_bad_copy_there_is_passed_over() {
+    let n = Nginx::start(&archive_root(), "");
+    let (root, host) = (target(), host());
+    let src = archive_root().join("packages/l/linux").join(LINUX);
+    let cached = root.at("/var/cache/pacman/pkg").join(LINUX);
+    root.mkdir("/var/cache/pacman/pkg");
+    fs::copy(&src, &cached).unwrap();
+    fs::copy(
+        src.with_file_name(format!("{LINUX}.sig")),
+        cached.with_file_name(format!("{LINUX}.sig")),
+    )
+    .unwrap();
+    let stick = tempfile::tempdir().unwrap();
+    prepare(
+        &n,
+        root.path(),
+        host.path(),
+        stick.path(),
+        &["--no-previous"],
+    )
+    .success()
+    .stdout_has(&format!(
+        "linux 6.2.10.arch1-1 (installed): copied from {}",
+        cached.display()
+    ));
+    let log = n.access_log();
+    assert!(!log.contains(&format!("/{LINUX} ")), "{log}");
+    assert_eq!(
+        fs::read(stick.path().join("rtool/cache").join(LINUX)).unwrap(),
+        fs::read(&src).unwrap()
+    );
+
+    // The cache's copy damaged: said, left alone, and the archive's is taken instead.
+    let mut bytes = fs::read(&cached).unwrap();
+    bytes[100] ^= 0x40;
+    fs::write(&cached, &bytes).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    prepare(
+        &n,
+        root.path(),
+        host.path(),
+        other.path(),
+        &["--no-previous"],
+    )
+    .success()
+    .stderr_has(&format!("{}: bad signature", cached.display()))
+    .stdout_has("linux 6.2.10.arch1-1 (installed): downloaded");
+    assert_eq!(fs::read(&cached).unwrap(), bytes);
+    assert_eq!(
+        fs::read(other.path().join("rtool/cache").join(LINUX)).unwrap(),
+        fs::read(&src).unwrap()
+    );
+    rtool(["stick", "check"]).arg(other.path()).run().success();
 }
