@@ -106,6 +106,19 @@ pub fn read(root: &Path, host: &Path) -> Result<Facts> {
         }),
     }
     .filter(|p| valid_pool_name(&p.value));
+    if f.pool.is_none() {
+        let cache = below(root, Path::new("/etc/zfs/zpool.cache"));
+        let pools = std::fs::read(&cache)
+            .map(|b| cached_pools(&b))
+            .unwrap_or_default();
+        // Several pools in the cache: which one holds the root is not said there.
+        if let [only] = pools.as_slice() {
+            f.pool = Some(Found {
+                value: only.clone(),
+                from: "/etc/zfs/zpool.cache".into(),
+            });
+        }
+    }
 
     // The ESP: a vfat filesystem on one of the places Arch mounts it.
     f.esp = ["/boot", "/efi", "/boot/efi"].iter().find_map(|mp| {
@@ -181,6 +194,40 @@ fn cmdline_dataset(root: &Path) -> Option<Found> {
     })
 }
 
+/// The pools named in a `zpool.cache`: an XDR-encoded nvlist whose top-level pairs are
+/// named after the pools. Anything that does not read as one gives no names.
+fn cached_pools(b: &[u8]) -> Vec<String> {
+    let be32 = |at: usize| -> Option<usize> {
+        let w = b.get(at..at.checked_add(4)?)?;
+        Some(u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as usize)
+    };
+    // The stream header: encoding 1 (XDR), then the nvlist's version and flags.
+    if b.first() != Some(&1) {
+        return Vec::new();
+    }
+    let mut names = Vec::new();
+    let mut at = 12;
+    while let Some(size) = be32(at) {
+        if size == 0 || names.len() >= 64 {
+            break;
+        }
+        let name = be32(at + 8).and_then(|n| b.get(at + 12..(at + 12).checked_add(n)?));
+        match name.map(|n| {
+            String::from_utf8_lossy(n)
+                .trim_end_matches('\0')
+                .to_string()
+        }) {
+            Some(n) if valid_pool_name(&n) => names.push(n),
+            _ => return Vec::new(),
+        }
+        at = match at.checked_add(size) {
+            Some(next) => next,
+            None => break,
+        };
+    }
+    names
+}
+
 /// A name `zpool create` accepts: a letter first, then letters, digits, `_-.:`.
 fn valid_pool_name(n: &str) -> bool {
     n.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -196,6 +243,40 @@ mod tests {
     fn pool_names() {
         assert!(valid_pool_name("zroot"));
         assert!(!valid_pool_name("bootfs/x") && !valid_pool_name("") && !valid_pool_name("1x"));
+    }
+
+    /// An XDR nvlist pair as libnvpair encodes it: sizes, the padded name, type, elements.
+    fn pair(name: &str) -> Vec<u8> {
+        let mut padded = name.as_bytes().to_vec();
+        padded.push(0);
+        while padded.len() % 4 != 0 {
+            padded.push(0);
+        }
+        let body = [19u32.to_be_bytes(), 1u32.to_be_bytes()].concat(); // DATA_TYPE_NVLIST
+        let size = 12 + padded.len() + body.len();
+        [
+            (size as u32).to_be_bytes().to_vec(),
+            (size as u32).to_be_bytes().to_vec(),
+            ((name.len() + 1) as u32).to_be_bytes().to_vec(),
+            padded,
+            body,
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn pools_from_a_zpool_cache() {
+        let head = [1u8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let b = [&head[..], &pair("zroot"), &pair("tank"), &[0u8; 8]].concat();
+        assert_eq!(cached_pools(&b), ["zroot", "tank"]);
+        assert!(
+            cached_pools(&b[..20]).is_empty(),
+            "a cut name reads as nothing"
+        );
+        assert!(cached_pools(b"garbage").is_empty());
+        let mut bad = b.clone();
+        bad[12] = 0xff; // a size that points past the end
+        assert_eq!(cached_pools(&bad), ["zroot"]);
     }
 
     #[test]

@@ -119,8 +119,8 @@ pub fn render(i: &Input) -> String {
             ascii(&p.from)
         )),
         _ => t.push_str(
-            "  pool     unknown: no zfs entry in /etc/fstab and no zfs= on a kernel\n\
-             \x20          command line; `zpool import` (no arguments) lists the pools\n",
+            "  pool     unknown: not in /etc/fstab, on a kernel command line (zfs=)\n\
+             \x20          nor in /etc/zfs/zpool.cache; `zpool import` lists the pools\n",
         ),
     }
     match &f.esp {
@@ -392,7 +392,9 @@ mod tests {
             "zfs mount zroot/ROOT/default",
             "mount UUID=1234-ABCD /mnt/boot",
             "rtool modprobe ixgbe",
-            "linux=6.2.10.arch1-1 linux-headers=6.2.10.arch1-1",
+            "linux=6.2.10.arch1-1",
+            "linux-headers=6.2.10.arch1-1",
+            "--keyring $S/rtool/keyring",
             "linux=6.2.8.arch1-1",
             "rtool sfp-unlock",
         ] {
