@@ -47,6 +47,7 @@ net:         @helpers ctx pkg sys archive sig
 ssh:         @helpers ctx pkg sys archive sig net
 kernel:      @helpers ctx pkg sys archive sig net
 transaction: @helpers ctx pkg sys archive sig net
+stick:       @helpers ctx pkg sys archive sig net kernel
 # dispatch, and the crate roots
 applet:      error ctx
 install:     @helpers ctx sys

@@ -22,6 +22,7 @@ pub mod progress;
 pub mod report;
 pub mod sig;
 pub mod ssh;
+pub mod stick;
 pub mod sys;
 pub mod transaction;
 pub mod units;
