@@ -319,7 +319,7 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         }
     }
 
-    for d in [stick::BIN, stick::KEYRING, stick::CACHE] {
+    for d in [stick::BIN, stick::MAN_DIR, stick::KEYRING, stick::CACHE] {
         let p = prep.lay.at(d);
         std::fs::create_dir_all(&p).map_err(|e| Error::path(e, &p))?;
     }
@@ -337,6 +337,17 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     sums.insert(stick::EXE.into(), mine);
     writeln!(out, "binary   {}: {word} ({}, from {})", stick::EXE, human(exe_size), exe.display())?;
     let links = link_applets(&prep.lay)?;
+    // The manual, as this binary writes it (`rtool --generate man`).
+    let page = std::process::Command::new(&exe)
+        .args(["--generate", "man"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| Error::path(e, &exe))?;
+    if !page.status.success() || page.stdout.is_empty() {
+        return Err(Error::new(Kind::Failed, format!("{} --generate man: {}", exe.display(), page.status)));
+    }
+    sums.insert(stick::MAN.into(), stick::write_atomic(&prep.lay.at(stick::MAN), &page.stdout, 0o644)?);
+    writeln!(out, "manual   {}: man -l {}", stick::MAN, prep.lay.at(stick::MAN).display())?;
     match links {
         Some(n) => writeln!(out, "links    {}: {n} applet links", stick::BIN)?,
         None => writeln!(
@@ -477,7 +488,7 @@ fn plan(ctx: &Ctx, exe: &Path, exe_size: u64, keys: &[(PathBuf, &str)], items: &
         }
         writeln!(out, "  {verb:9} {}/{} ({}, {size}) {from}", stick::CACHE, it.file, it.why)?;
     }
-    writeln!(out, "  write     {}, {}, {}", stick::TARGET, stick::RESCUE, stick::SUMS)?;
+    writeln!(out, "  write     {}, {}, {}, {}", stick::MAN, stick::TARGET, stick::RESCUE, stick::SUMS)?;
     writeln!(out, "about {} to write", human(total))?;
     Ok(exit::OK)
 }

@@ -187,8 +187,18 @@ fn prepared_stick_rescues_offline_and_check_catches_one_bad_byte() {
     // SHA256SUMS is sha256sum's own format, and covers the binary.
     let sums = fs::read_to_string(s.join("rtool/SHA256SUMS")).unwrap();
     assert!(
-        sums.contains("  rtool/bin/rtool\n") && sums.contains("  RESCUE.txt\n"),
+        sums.contains("  rtool/bin/rtool\n")
+            && sums.contains("  RESCUE.txt\n")
+            && sums.contains("  rtool/man/rtool.1\n"),
         "{sums}"
+    );
+    // The manual is the binary's own, readable in place.
+    assert_eq!(
+        fs::read_to_string(s.join("rtool/man/rtool.1")).unwrap(),
+        common::rtool(["--generate", "man"])
+            .run()
+            .success()
+            .stdout()
     );
     Cmd::new("sha256sum")
         .args(["-c", "--strict", "rtool/SHA256SUMS"])

@@ -35,6 +35,9 @@ pub const TARGET: &str = "rtool/TARGET";
 pub const BIN: &str = "rtool/bin";
 pub const EXE: &str = "rtool/bin/rtool";
 pub const KEYRING: &str = "rtool/keyring";
+/// The manual page, `man -l` reads it in place.
+pub const MAN_DIR: &str = "rtool/man";
+pub const MAN: &str = "rtool/man/rtool.1";
 pub const CACHE: &str = "rtool/cache";
 /// The keyring's files, as Arch names them in `/usr/share/pacman/keyrings`.
 pub const KEYRING_FILES: [&str; 3] = ["archlinux.gpg", "archlinux-trusted", "archlinux-revoked"];

@@ -151,6 +151,7 @@ pub fn render(i: &Input) -> String {
 
     t.push_str("ON THE STICK\n");
     t.push_str("  rtool/bin/rtool      rtool itself, static: runs on any x86_64 Linux\n");
+    t.push_str("  rtool/man/rtool.1    the manual: man -l $S/rtool/man/rtool.1\n");
     t.push_str("  rtool/keyring/       Arch's keyring, to verify every package offline\n");
     t.push_str("  rtool/cache/         packages with their signatures:\n");
     if i.packages.is_empty() {
