@@ -174,6 +174,55 @@ fn bash_completes_applets_and_their_options() {
     assert_eq!(out.trim(), "--root");
 }
 
+/// An interactive zsh on a pseudo-terminal (zsh/zpty) types each line and a TAB; what the
+/// line became is what zsh's completion system made of the script.
+#[test]
+fn zsh_completes_on_a_real_terminal() {
+    let d = scratch();
+    std::fs::write(
+        d.path().join("_rtool"),
+        rtool(["--generate", "zsh"]).run().success().stdout(),
+    )
+    .expect("w");
+    let dir = d.path().display();
+    let driver = format!(
+        r#"zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "fpath=({dir} \$fpath); autoload -U compinit; compinit -u -d {dir}/dump; PS1='> '"
+zpty -w z $'rtool fetch-pkg --mir\t\n'
+zpty -w z $'rtool --gen\t\n'
+zpty -w z $'rtool stick prepare --for\t\n'
+zpty -w z $'doctor --ro\t\n'
+zpty -w z 'exit'
+sleep 3
+while zpty -rt z line 2>/dev/null; do print -rn -- "$line"; done
+"#
+    );
+    let (_, out, err) = run(Command::new("timeout").args(["30", "zsh", "-f", "-c", &driver]));
+    // Without the terminal's escapes.
+    let mut plain = String::new();
+    let mut esc = false;
+    for c in out.chars() {
+        match (esc, c) {
+            (false, '\x1b') => esc = true,
+            (true, c) if c.is_ascii_alphabetic() => esc = false,
+            (true, _) => {}
+            (false, c) => plain.push(c),
+        }
+    }
+    for want in [
+        "rtool fetch-pkg --mirror ",
+        "rtool --generate ",
+        "rtool stick prepare --for-root ",
+        "doctor --root ",
+    ] {
+        assert!(
+            plain.contains(want),
+            "zsh did not complete to {want:?}:\n{plain}\n{err}"
+        );
+    }
+}
+
 #[test]
 fn zsh_registers_rtool_and_its_links_but_not_the_system_tools_names() {
     let d = scratch();
