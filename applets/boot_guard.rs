@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use rtool::sys::{chattr, mountinfo, ns};
+use rtool::text::glyph;
 use rtool::{ctx, exit, Ctx, Error, Kind, Result};
 
 pub fn command() -> Command {
@@ -117,7 +118,7 @@ fn act(ctx: &Ctx, m: &ArgMatches, dir: &Path, under: &Path, mounted: Option<&mou
         }
         writeln!(
             out,
-            "directory under it: mode {:04o}, immutable {}, {} — {}",
+            "directory under it: mode {:04o}, immutable {}, {} {} {}",
             layer.mode,
             match layer.immutable {
                 Some(true) => "yes",
@@ -125,6 +126,7 @@ fn act(ctx: &Ctx, m: &ArgMatches, dir: &Path, under: &Path, mounted: Option<&mou
                 None => "not supported here",
             },
             if layer.entries.is_empty() { "empty".to_string() } else { format!("holds {}", layer.entries.join(", ")) },
+            glyph("—"),
             if guarded { "guarded" } else { "NOT guarded" }
         )?;
         return Ok(if guarded { exit::OK } else { exit::PROBLEMS });

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use rtool::json::Json;
 use rtool::sys::{self, mountinfo};
+use rtool::text::glyph;
 use rtool::units::{human, parse_size};
 use rtool::{ctx, exit, Ctx, Error, Kind, Result};
 
@@ -95,7 +96,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         ));
     }
     if ctx.dry_run {
-        writeln!(ctx.out(), "would remount {} with size={} ({} → {})", path.display(), new, human(before.total), human(new))?;
+        writeln!(ctx.out(), "would remount {} with size={} ({} {} {})", path.display(), new, human(before.total), glyph("→"), human(new))?;
         return Ok(exit::OK);
     }
     nix::mount::mount(None::<&str>, &path, None::<&str>, nix::mount::MsFlags::MS_REMOUNT, Some(format!("size={new}").as_str()))
@@ -106,9 +107,10 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     let after = sys::space(&path)?;
     writeln!(
         ctx.out(),
-        "{}: {} → {} (read back from the kernel), {} free",
+        "{}: {} {} {} (read back from the kernel), {} free",
         path.display(),
         human(before.total),
+        glyph("→"),
         human(after.total),
         human(after.avail)
     )?;

@@ -8,6 +8,7 @@ use rtool::json::Json;
 use rtool::kernel::build::{self, Compress, Depmod, State};
 use rtool::kernel::modules_dir;
 use rtool::progress::{Activity, Mode};
+use rtool::text::glyph;
 use rtool::{ctx, exit, sys, Ctx, Error, Result};
 
 pub fn command() -> Command {
@@ -112,7 +113,7 @@ fn build_cmd(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
         }
         if let Some(why) = build::refusal(&src, &vars)? {
             if force {
-                ctx.warn(format!("{why} — building anyway (--force)"));
+                ctx.warn(format!("{why} {} building anyway (--force)", glyph("—")));
             } else {
                 writeln!(out, "{name}: NOT built for {kver}: {why}")?;
                 writeln!(out, "  (nothing was compiled; --force builds anyway)")?;
@@ -209,7 +210,7 @@ fn status_cmd(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
                 r.kernel,
                 r.state.word(),
                 if r.autoinstall { "" } else { " (no AUTOINSTALL)" },
-                r.detail.as_ref().map(|d| format!(" — {d}")).unwrap_or_default()
+                r.detail.as_ref().map(|d| format!(" {} {d}", glyph("—"))).unwrap_or_default()
             )?;
         }
         if missing_auto {

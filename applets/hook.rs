@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use rtool::archive::rooted::Root;
 use rtool::kernel::zfs;
+use rtool::text::glyph;
 use rtool::{ctx, exit, install, Ctx, Error, Result};
 
 pub fn command() -> Command {
@@ -175,7 +176,7 @@ fn install_hooks(ctx: &Ctx) -> Result<u8> {
             }
             _ => "would be installed",
         };
-        writeln!(out, "{}: {done} — {what}", ctx.root_path(&rel).display())?;
+        writeln!(out, "{}: {done} {} {what}", ctx.root_path(&rel).display(), glyph("—"))?;
     }
     Ok(exit::OK)
 }
@@ -217,7 +218,7 @@ fn status(ctx: &Ctx) -> Result<u8> {
             State::Missing => "missing",
             State::Foreign => "NOT RTOOL'S (another file has this name)",
         };
-        writeln!(out, "{}: {word} — {what}", ctx.root_path(&rel).display())?;
+        writeln!(out, "{}: {word} {} {what}", ctx.root_path(&rel).display(), glyph("—"))?;
     }
     Ok(if all { exit::OK } else { exit::PROBLEMS })
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use rtool::kernel::build::copy_tree_except;
 use rtool::kernel::{bzimage, modules_dir};
+use rtool::text::glyph;
 use rtool::{ctx, exit, sys, Ctx, Error, Result};
 
 pub fn command() -> Command {
@@ -88,7 +89,7 @@ fn keep(ctx: &Ctx) -> Result<u8> {
             continue;
         }
         if ctx.dry_run {
-            writeln!(out, "would keep {kver}: {} → vmlinuz-{base}-prev, modules → {}", img.display(), store(ctx).join(&kver).display())?;
+            writeln!(out, "would keep {kver}: {} {arrow} {}, modules {arrow} {}", img.display(), boot.join(format!("vmlinuz-{base}-prev")).display(), store(ctx).join(&kver).display(), arrow = glyph("→"))?;
             continue;
         }
         copy_atomic(&img, &boot.join(format!("vmlinuz-{base}-prev")))?;

@@ -8,6 +8,7 @@ use crate::applet::Applet;
 use crate::ctx::{self, Ctx};
 use crate::error::{exit, Error, Kind, Result};
 use crate::install;
+use crate::text;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -80,20 +81,30 @@ fn run_applet(applet: &'static Applet, via_link: bool, args: Vec<OsString>) -> u
         format!("rtool {}", applet.name)
     };
     let help = format!("{bin_name} --help");
+    // Help is for a person even in a pipe: 80 columns unless the terminal is narrower.
+    let width = text::stdout_width().unwrap_or(text::MAX_WIDTH);
     let cmd = (applet.command)()
         .name(applet.name)
         .bin_name(bin_name)
         .version(VERSION)
         .about(applet.summary)
-        .args(ctx::args_verbosity());
+        .args(ctx::args_verbosity())
+        .term_width(width);
     let argv = std::iter::once(OsString::from(applet.name)).chain(args);
     let matches = match cmd.try_get_matches_from(argv) {
         Ok(m) => m,
         Err(e) => {
             return match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-                    let _ = e.print();
-                    exit::OK
+                    // Help is rtool's own text: its glyphs follow the locale, its lines the
+                    // terminal's width (80 columns at most).
+                    let shown =
+                        text::wrap_lines(&text::ascii(&e.render().to_string()), Some(width));
+                    report(
+                        io::stdout()
+                            .write_all(shown.as_bytes())
+                            .map_err(Error::from),
+                    )
                 }
                 _ => usage_error(applet.name, &help, &e),
             };
@@ -152,9 +163,16 @@ pub fn print_error(who: &str, e: &Error) -> u8 {
     let mut err = io::stderr().lock();
     let _ = writeln!(err, "{who}: error: {e}");
     if let Some(h) = e.hint_text() {
-        let _ = writeln!(err, "{who}: hint: {h}");
+        let _ = writeln!(err, "{}", hint_line(who, h));
     }
     e.exit_code()
+}
+
+/// `WHO: hint: …`, wrapped to the terminal with the text's continuation lines under its start.
+pub fn hint_line(who: &str, hint: &str) -> String {
+    let first = format!("{who}: hint: ");
+    let indent = first.len();
+    text::hang(&first, hint, indent, text::stderr_width())
 }
 
 fn list(applets: &'static [Applet], out: &mut dyn Write) -> Result<()> {
@@ -162,9 +180,16 @@ fn list(applets: &'static [Applet], out: &mut dyn Write) -> Result<()> {
         out,
         "rtool {VERSION}: the Arch Linux rescue multitool. Applets:"
     )?;
-    let width = applets.iter().map(|a| a.name.len()).max().unwrap_or(0);
+    let names = applets.iter().map(|a| a.name.len()).max().unwrap_or(0);
+    // Two columns in 80 at most: a summary too long goes on under itself, not under the names.
+    let width = text::stdout_width().unwrap_or(text::MAX_WIDTH);
     for a in applets {
-        writeln!(out, "  {:width$}  {}", a.name, a.summary)?;
+        let first = format!("  {:names$}  ", a.name);
+        writeln!(
+            out,
+            "{}",
+            text::hang(&first, a.summary, names + 4, Some(width))
+        )?;
     }
     writeln!(
         out,
@@ -244,9 +269,10 @@ fn install_cmd(applets: &'static [Applet], argv0: &OsStr, args: Vec<OsString>) -
     if !all {
         writeln!(
             out,
-            "rtool: not linked, so the system's own stay first in PATH: {} (rtool {} …, or --install --all)",
+            "rtool: not linked, so the system's own stay first in PATH: {} (rtool {} {}, or --install --all)",
             SHADOWING.join(", "),
-            SHADOWING[0]
+            SHADOWING[0],
+            crate::text::glyph("…")
         )?;
     }
     Ok(())

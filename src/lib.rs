@@ -22,6 +22,7 @@ pub mod report;
 pub mod sig;
 pub mod ssh;
 pub mod sys;
+pub mod text;
 pub mod transaction;
 pub mod units;
 

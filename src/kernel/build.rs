@@ -535,7 +535,7 @@ fn clip_words(s: &str, max: usize) -> String {
         return joined;
     }
     let cut: String = joined.chars().take(max).collect();
-    format!("{cut}…")
+    format!("{cut}{}", crate::text::glyph("…"))
 }
 
 /// The last line of the log, read from its tail: what the progress line shows.

@@ -1,0 +1,200 @@
+//! One interface across applets: plain ASCII in 80 columns under `LANG=C` (every `--help`,
+//! `--list`, the findings of `doctor` and `preflight`, hints), the glyphs under a UTF-8 locale.
+
+mod common;
+
+use std::path::Path;
+
+use common::{rtool, Cmd, Done, FakeRoot};
+use rtool::kernel::bzimage::fake_image;
+
+const KVER: &str = "6.2.8-arch1-1";
+
+/// rtool under the plainest console: `COLUMNS=80 LANG=C LC_ALL=C`.
+fn plain<I, S>(args: I) -> Cmd
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    rtool(args)
+        .env("COLUMNS", "80")
+        .env("LANG", "C")
+        .env("LC_ALL", "C")
+}
+
+/// Every line of both streams is ASCII and at most 80 columns.
+#[track_caller]
+fn assert_plain(what: &str, out: &Done) {
+    for (stream, bytes) in [("stdout", &out.0.stdout), ("stderr", &out.0.stderr)] {
+        let text = String::from_utf8_lossy(bytes);
+        if let Some(b) = bytes.iter().find(|b| !b.is_ascii()) {
+            panic!("{what}: {stream} has the non-ASCII byte {b:#x}:\n{text}");
+        }
+        for line in text.lines() {
+            assert!(
+                line.len() <= 80,
+                "{what}: {stream} has a line of {} columns:\n{line}\n--- all of it\n{text}",
+                line.len()
+            );
+        }
+    }
+}
+
+/// The applet names `rtool --list` prints.
+fn applets() -> Vec<String> {
+    let list = plain(["--list"]).run().success();
+    assert_plain("rtool --list", &list);
+    list.stdout()
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect()
+}
+
+/// The subcommands a help text lists under `Commands:` (clap's `help` left out).
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        // A wrapped description goes on further in.
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .filter(|c| c != "help")
+        .collect()
+}
+
+#[test]
+fn every_help_and_the_list_fit_80_ascii_columns() {
+    let names = applets();
+    assert!(names.len() >= 15, "{names:?}");
+    for top in [&["--help"][..], &["--list"], &["--version"]] {
+        assert_plain(&format!("rtool {top:?}"), &plain(top).run().success());
+    }
+    for a in &names {
+        for flag in ["--help", "-h"] {
+            let out = plain([a.as_str(), flag]).run().success();
+            assert_plain(&format!("rtool {a} {flag}"), &out);
+            for sub in subcommands(&out.stdout()) {
+                let o = plain([a.as_str(), sub.as_str(), flag]).run().success();
+                assert_plain(&format!("rtool {a} {sub} {flag}"), &o);
+            }
+        }
+    }
+    // A long help still says everything: the text is wrapped, not cut.
+    let help = plain(["extract", "--help"]).run().success().stdout();
+    let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let wide = rtool(["extract", "--help"]).run().success().stdout();
+    assert_eq!(
+        words(&help),
+        words(&wide.replace('\u{2026}', "...")),
+        "{help}"
+    );
+}
+
+/// A system after the incident: a kernel without its modules or initramfs, a zfs DKMS source
+/// not built for it, /boot in fstab but not mounted, one kernel only.
+fn broken_root() -> FakeRoot {
+    let r = FakeRoot::new();
+    r.write(
+        "/etc/fstab",
+        "zroot/ROOT/default / zfs rw 0 0\nUUID=ABCD-1234 /boot vfat rw 0 2\n",
+    );
+    r.write("/boot/vmlinuz-linux", fake_image(KVER));
+    r.write("/boot/vmlinuz-linux-zen", fake_image("6.2.8-zen1-1-zen"));
+    r.mkdir("/usr/lib/modules/6.2.8-zen1-1-zen/kernel");
+    r.write(
+        "/usr/src/zfs-2.1.9/dkms.conf",
+        "PACKAGE_NAME=zfs\nPACKAGE_VERSION=2.1.9\nBUILT_MODULE_NAME[0]=zfs\n\
+         BUILT_MODULE_LOCATION[0]=module/zfs/\nDEST_MODULE_LOCATION[0]=/extra\nAUTOINSTALL=yes\n",
+    );
+    r.write(
+        "/usr/src/zfs-2.1.9/META",
+        "Name: zfs\nVersion: 2.1.9\nLinux-Maximum: 6.1\nLinux-Minimum: 3.10\n",
+    );
+    r.write("/etc/pacman.conf", "[options]\n");
+    r
+}
+
+/// The running system: a live ISO whose kernel has no modules, no network, no sshd.
+fn broken_host(root: &Path) -> FakeRoot {
+    let h = FakeRoot::new();
+    h.write("/proc/sys/kernel/osrelease", format!("{KVER}\n"))
+        .write(
+            "/proc/meminfo",
+            "MemTotal: 16318480 kB\nMemFree: 300000 kB\nMemAvailable: 300000 kB\nSwapTotal: 0 kB\n",
+        )
+        .write(
+            "/proc/self/mountinfo",
+            format!(
+                "21 1 0:20 / / rw - overlay airootfs rw\n\
+                 40 21 0:40 / {} rw - zfs zroot/ROOT/default rw\n",
+                root.display()
+            ),
+        )
+        .write("/proc/1/comm", "systemd\n")
+        .mkdir("/run/archiso/cowspace")
+        .mkdir("/sys/class/net");
+    h
+}
+
+#[test]
+fn findings_and_hints_fit_80_ascii_columns() {
+    let r = broken_root();
+    let h = broken_host(r.path());
+    for args in [&["preflight"][..], &["doctor"]] {
+        let out = plain(args).arg("--root").arg(r.path()).host(h.path()).run();
+        assert_plain(&format!("rtool {args:?}"), &out);
+        assert_eq!(out.code(), 1, "{}{}", out.stdout(), out.stderr());
+        // Long next steps were there, and go on under their own text.
+        assert!(
+            out.stdout()
+                .lines()
+                .any(|l| l.len() > 12 && l[..12].trim().is_empty() && !l[12..].starts_with(' ')),
+            "{}",
+            out.stdout()
+        );
+    }
+    // Hints wrap under their own text.
+    let out = plain(["doctor", "--root", "/nonexistent"]).run().status(2);
+    assert_plain("rtool doctor --root /nonexistent", &out);
+    assert!(
+        out.stderr().lines().nth(2).is_some_and(|l| l.len() > 14
+            && l[..14].trim().is_empty()
+            && !l[14..].starts_with(' ')),
+        "a hint of three lines, its text in one column:\n{}",
+        out.stderr()
+    );
+}
+
+#[test]
+fn glyphs_only_under_a_utf8_locale() {
+    let r = FakeRoot::new();
+    r.write("/boot/vmlinuz-linux", fake_image(KVER));
+    r.mkdir(&format!("/usr/lib/modules/{KVER}/kernel"));
+    let keep = |lang: &str| {
+        rtool(["kernel-keep", "-n", "--root"])
+            .arg(r.path())
+            .env("LANG", lang)
+            .run()
+            .success()
+            .stdout()
+    };
+    let utf8 = keep("en_US.UTF-8");
+    assert!(utf8.contains(" \u{2192} "), "{utf8}");
+    let c = keep("C");
+    assert!(c.is_ascii() && c.contains(" -> "), "{c}");
+    // LC_ALL wins over LANG, as setlocale has it.
+    let c = rtool(["kernel-keep", "-n", "--root"])
+        .arg(r.path())
+        .env("LC_ALL", "POSIX")
+        .run()
+        .success()
+        .stdout();
+    assert!(c.is_ascii(), "{c}");
+    // The output names the files where they are: absolute paths.
+    assert!(
+        utf8.contains(&r.at("/boot/vmlinuz-linux-prev").display().to_string()),
+        "{utf8}"
+    );
+}
