@@ -45,6 +45,10 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         Some(d) => d.clone(),
         None => ctx.root_path("/boot"),
     };
+    if !m.get_flag("status") {
+        let shown = std::path::absolute(&dir).unwrap_or_else(|_| dir.clone());
+        ctx.require_root(&format!("it changes the directory under {} and its immutable flag", shown.display()))?;
+    }
     let dir = std::fs::canonicalize(&dir).map_err(|e| Error::path(e, &dir))?;
     if !dir.is_dir() {
         return Err(Error::usage(format!("{} is not a directory", dir.display())));

@@ -134,12 +134,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         .get_many::<OsString>("cmd")
         .map(|v| v.cloned().collect())
         .unwrap_or_default();
-    if !rtool::sys::is_root() {
-        return Err(
-            Error::missing("rtool chroot must be run as root (it mounts filesystems)")
-                .hint("run it with sudo, or as root"),
-        );
-    }
+    ctx.require_root("it mounts filesystems")?;
     if !dir.is_dir() {
         return Err(Error::usage(format!(
             "cannot create a chroot on {}: not a directory",

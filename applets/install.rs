@@ -104,9 +104,8 @@ impl Events for Shown<'_> {
 }
 
 pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
-    if !ctx.dry_run && !rtool::sys::is_root() {
-        return Err(Error::missing("rtool install must be run as root (owners, chroot for scriptlets)")
-            .hint("run it with sudo, or as root; -n shows the plan without root"));
+    if !ctx.dry_run {
+        ctx.require_root("it sets owners and runs scriptlets chrooted into the system; -n shows the plan")?;
     }
     let paths = Paths::new(&ctx.root)?;
     if !ctx.root.join("usr").is_dir() || !ctx.root.join("etc").is_dir() {

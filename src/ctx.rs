@@ -167,9 +167,39 @@ impl Ctx {
         }
     }
 
+    /// Stops an applet that needs root before it has done anything, with the message every
+    /// such applet gives: `rtool APPLET must be run as root (WHY)`, and the hint to run the
+    /// same command line as root. `why` says what needs it, with absolute paths.
+    pub fn require_root(&self, why: &str) -> Result<()> {
+        if nix::unistd::geteuid().is_root() {
+            return Ok(());
+        }
+        Err(
+            Error::missing(format!("rtool {} must be run as root ({why})", self.applet))
+                .hint(format!("run it as root: `sudo {}`", command_line())),
+        )
+    }
+
     /// A warning, always shown (also with `-q`).
     pub fn warn(&self, msg: impl AsRef<str>) {
         let _ = writeln!(io::stderr(), "{}: warning: {}", self.applet, msg.as_ref());
+    }
+}
+
+/// This process's command line, quoted so that a shell reads it back the same.
+fn command_line() -> String {
+    std::env::args_os()
+        .map(|a| shell_quote(&a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn shell_quote(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./=:,+@%-".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -223,4 +253,17 @@ pub fn color_wanted(is_terminal: bool) -> bool {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let dumb = std::env::var_os("TERM").is_none_or(|t| t == "dumb");
     is_terminal && !no_color && !dumb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_quote_for_the_shell() {
+        assert_eq!(shell_quote("--root=/mnt"), "--root=/mnt");
+        assert_eq!(shell_quote("/mnt/my disk"), "'/mnt/my disk'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
 }

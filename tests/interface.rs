@@ -1,11 +1,15 @@
 //! One interface across applets: plain ASCII in 80 columns under `LANG=C` (every `--help`,
-//! `--list`, the findings of `doctor` and `preflight`, hints), the glyphs under a UTF-8 locale.
+//! `--list`, the findings of `doctor` and `preflight`, hints), the glyphs under a UTF-8 locale,
+//! and the same refusal, before anything changes, from every applet that needs root.
 
 mod common;
 
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use common::{rtool, Cmd, Done, FakeRoot};
+use common::{real_arch, rtool, Cmd, Done, FakeRoot};
 use rtool::kernel::bzimage::fake_image;
 
 const KVER: &str = "6.2.8-arch1-1";
@@ -197,4 +201,130 @@ fn glyphs_only_under_a_utf8_locale() {
         utf8.contains(&r.at("/boot/vmlinuz-linux-prev").display().to_string()),
         "{utf8}"
     );
+}
+
+/// Every file below `dir`: type, mode, size, modification time, link target.
+fn listing(dir: &Path) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            let md = fs::symlink_metadata(&p).expect("lstat");
+            let link = fs::read_link(&p)
+                .map(|l| l.display().to_string())
+                .unwrap_or_default();
+            m.insert(
+                p.display().to_string(),
+                format!(
+                    "{:o} {} {} {} {link}",
+                    md.mode(),
+                    md.len(),
+                    md.mtime(),
+                    md.mtime_nsec()
+                ),
+            );
+            if md.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    m
+}
+
+/// Everything below `dir` readable by others, as an installed system's files are.
+fn open_up(dir: &Path) {
+    for (p, _) in listing(dir) {
+        let p = Path::new(&p);
+        if !p.is_symlink() {
+            let mode = if p.is_dir() { 0o755 } else { 0o644 };
+            fs::set_permissions(p, fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+#[test]
+fn applets_that_need_root_say_so_first_and_change_nothing() {
+    let r = broken_root();
+    r.mkdir(&format!("/usr/lib/modules/{KVER}/kernel"));
+    r.write("/var/lib/rtool/kernel-keep/6.1.0-arch1-1/modules.dep", "");
+    let h = broken_host(r.path());
+    h.write("/sys/module/dummy/initstate", "live\n");
+    let pkg = real_arch("cmatrix-2.0-3-x86_64.pkg.tar.zst");
+    let pkg = pkg.to_str().expect("a UTF-8 path");
+    let root = r.path().to_str().expect("a UTF-8 path").to_string();
+    open_up(r.path());
+    open_up(h.path());
+    let (before_r, before_h) = (listing(r.path()), listing(h.path()));
+
+    let fp = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["kernel-keep", "--root", &root],
+        vec!["kernel-keep", "--restore", "--root", &root],
+        vec!["kernel-keep", "--prune", "--root", &root],
+        vec!["boot-guard", "--root", &root],
+        vec!["boot-guard", "--undo", "--root", &root],
+        vec!["cowspace", "4G"],
+        vec!["chroot", &root],
+        vec!["dkms", "build", "zfs/2.1.9", "-k", KVER, "--root", &root],
+        vec!["hook", "install", "--root", &root],
+        vec!["hook", "remove", "--root", &root],
+        vec!["install", "--root", &root, pkg],
+        vec!["modprobe", "--root", &root, "dummy"],
+        vec!["rmmod", "dummy"],
+        vec!["sfp-unlock"],
+        vec!["pubkey", "--root", &root, "add", "/nonexistent.pub"],
+        vec!["pubkey", "--root", &root, "remove", fp],
+    ];
+    for args in &cases {
+        let applet = args[0];
+        let out = Cmd::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(common::bin())
+            .args(args)
+            .host(h.path())
+            .run();
+        let err = out.stderr();
+        let mut lines = err.lines();
+        let (first, hint) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+        assert!(
+            first.starts_with(&format!(
+                "{applet}: error: rtool {applet} must be run as root ("
+            )),
+            "{args:?}:\n{err}"
+        );
+        assert!(
+            hint.starts_with(&format!(
+                "{applet}: hint: run it as root: `sudo {} {}",
+                common::bin().display(),
+                args.join(" ")
+            )),
+            "{args:?}:\n{err}"
+        );
+        assert_eq!(lines.next(), None, "{args:?}: one error, one hint:\n{err}");
+        assert_eq!(out.code(), 7, "{args:?}:\n{err}");
+        assert_eq!(out.stdout(), "", "{args:?}");
+        assert_eq!(listing(r.path()), before_r, "{args:?} changed the root");
+        assert_eq!(listing(h.path()), before_h, "{args:?} changed the host");
+    }
+    // What only reads, or only plans, needs no root.
+    for args in [
+        vec!["kernel-keep", "--list", "--root", &root],
+        vec!["kernel-keep", "-n", "--root", &root],
+        vec!["hook", "status", "--root", &root],
+    ] {
+        let out = Cmd::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(common::bin())
+            .args(&args)
+            .host(h.path())
+            .run();
+        assert!(
+            !out.stderr().contains("must be run as root"),
+            "{args:?}:\n{}",
+            out.stderr()
+        );
+    }
+    assert_eq!(listing(r.path()), before_r);
 }
