@@ -142,7 +142,10 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         )));
     }
     let dir = std::fs::canonicalize(&dir).map_err(|e| Error::path(e, &dir))?;
-    // The tools are checked before anything is changed.
+    // The device and the tools are checked before anything is changed.
+    if let Some(dev) = m.get_one::<PathBuf>("mount") {
+        mount::check_device(dev)?;
+    }
     let luks = m
         .get_one::<String>("luks")
         .map(|s| match s.rsplit_once(':') {
