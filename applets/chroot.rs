@@ -578,10 +578,28 @@ fn import_pool(ctx: &Ctx, stack: &mut MountStack, pool: &Pool, dir: &Path) -> Re
         }
     });
     let Some(root_ds) = root_ds else {
+        // The one boot environment under ROOT (Arch's layout) is the dataset to name; with
+        // none or several, the list to choose from.
+        let envs: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split('\t').next())
+            .filter(|ds| {
+                ds.strip_prefix(name)
+                    .and_then(|r| r.strip_prefix("/ROOT/"))
+                    .is_some_and(|r| !r.is_empty() && !r.contains('/'))
+            })
+            .collect();
+        let hint = match envs.as_slice() {
+            [one] => format!("set it: `zfs set mountpoint=/ {one}`"),
+            _ => format!(
+                "`zfs list -r -o name,mountpoint {name}` shows the datasets; set the root's: \
+                 `zfs set mountpoint=/` and its name"
+            ),
+        };
         return Err(Error::missing(format!(
             "no dataset of {name} has the mountpoint / (zfs list -r {name})"
         ))
-        .hint(format!("set it: `zfs set mountpoint=/ {name}/ROOT/<name>`")));
+        .hint(hint));
     };
     if in_use
         .iter()

@@ -110,7 +110,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     let paths = Paths::new(&ctx.root)?;
     if !ctx.root.join("usr").is_dir() || !ctx.root.join("etc").is_dir() {
         return Err(Error::missing(format!(
-            "{}: no usr/ and etc/ here; is the installed system mounted? (rtool chroot --zpool POOL /mnt -- true)",
+            "{}: no usr/ and etc/ here: is the installed system mounted?",
             ctx.root.display()
         )));
     }
@@ -204,7 +204,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
                 out.failures.len()
             ),
         )
-        .hint(format!("fix the cause, then rerun the failed step inside the system: rtool chroot {} -- mkinitcpio -P (or the hook named above)", ctx.root.display())));
+        .hint(format!("fix the cause, then rerun the failed step inside the system: `rtool chroot {} -- mkinitcpio -P` (or the hook named above)", ctx.root.display())));
     }
     Ok(exit::OK)
 }

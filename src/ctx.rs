@@ -207,8 +207,9 @@ fn shell_quote(s: &str) -> String {
 /// directory looks like a broken system, and unpacked into, it fills the live system's /mnt
 /// (the incident's own mistake). It must be a directory with `etc/` and `usr/`.
 fn check_root(root: &Path) -> Result<()> {
-    const HINT: &str = "is the installed system mounted there? (rtool chroot --zpool POOL /mnt, \
-                        or mount its root partition on the directory first)";
+    const HINT: &str = "is the installed system mounted there? Mount it first: `rtool chroot \
+                        --zpool` with a pool `zpool import` lists, or `mount` with a partition \
+                        `lsblk -f` shows";
     let shown = root.display();
     match std::fs::metadata(root) {
         Ok(m) if m.is_dir() => {}

@@ -159,6 +159,30 @@ fn findings_and_hints_fit_80_ascii_columns() {
             out.stdout()
         );
     }
+    let pre = plain(["preflight", "--root"])
+        .arg(r.path())
+        .host(h.path())
+        .run()
+        .stdout();
+    // Next steps are commands to paste: real names, the target through `rtool chroot`.
+    let one_line = pre.split_whitespace().collect::<Vec<_>>().join(" ");
+    for want in [
+        format!(
+            "`rtool chroot {} -- mkinitcpio -p linux`",
+            r.path().display()
+        ),
+        format!(
+            "`rtool fetch-pkg --match-kernel={KVER}`, then `rtool extract -C {} \
+             linux-6.2.8.arch1-1-x86_64.pkg.tar.zst`",
+            r.path().display()
+        ),
+    ] {
+        assert!(one_line.contains(&want), "{want}\n--- in\n{pre}");
+    }
+    for placeholder in ["VERSION", "KVER", "DIR`", "POOL", "<name>"] {
+        assert!(!pre.contains(placeholder), "{placeholder} in\n{pre}");
+    }
+
     // Hints wrap under their own text.
     let out = plain(["doctor", "--root", "/nonexistent"]).run().status(2);
     assert_plain("rtool doctor --root /nonexistent", &out);
