@@ -7,7 +7,7 @@ DESTDIR     ?=
 CARGO       ?= cargo
 SIZE_BUDGET := 4456448
 
-.PHONY: all static toolchain test test-deps lint unit install size bench demo fuzz clean
+.PHONY: all static toolchain test test-deps lint unit install install-files size bench demo fuzz clean
 
 # doctor exits 1 when it finds a FAIL: the report is the job, so only other codes fail make.
 all: static
@@ -47,10 +47,20 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
 
-install: static
+# The binary, its applet links (chroot, modprobe and rmmod only with RTOOL_LINK_ALL=1, as they
+# would shadow the system's own), the man page and the bash, zsh and fish completions.
+install: static install-files
+
+install-files:
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/rtool
-	$(DESTDIR)$(PREFIX)/bin/rtool --install -s $(DESTDIR)$(PREFIX)/bin
+	$(DESTDIR)$(PREFIX)/bin/rtool --install -s $(if $(RTOOL_LINK_ALL),--all) $(DESTDIR)$(PREFIX)/bin
+	@set -e; share=$(DESTDIR)$(PREFIX)/share; \
+	for f in man:man/man1/rtool.1 bash:bash-completion/completions/rtool \
+		zsh:zsh/site-functions/_rtool fish:fish/vendor_completions.d/rtool.fish; do \
+		dest=$$share/$${f#*:}; install -d $$(dirname $$dest); \
+		$(BIN) --generate $${f%%:*} > $$dest.new && mv $$dest.new $$dest; echo "  $$dest"; \
+	done
 
 size: static
 	@scripts/size.sh $(BIN) $(SIZE_BUDGET)

@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use rtool::json::Json;
 use rtool::sys::{chattr, mountinfo, ns};
 use rtool::text::glyph;
 use rtool::{ctx, exit, Ctx, Error, Kind, Result};
@@ -30,11 +31,15 @@ pub fn command() -> Command {
         .arg(Arg::new("move_to").long("move-to").value_name("DEST").value_parser(clap::value_parser!(PathBuf))
             .help("Move what is in the directory to DEST first (the stray kernel of an unmounted /boot)"))
         .arg(ctx::arg_root())
+        .arg(ctx::arg_dry_run())
+        .arg(ctx::arg_json())
         .group(clap::ArgGroup::new("mode").args(["status", "undo"]))
         .after_help(
             "Examples:
   rtool boot-guard --root /mnt            # guard /mnt/boot (mounted or not)
+  rtool boot-guard -n --root /mnt         # what it would change, changing nothing
   rtool boot-guard --status --root /mnt
+  rtool boot-guard --status --json --root /mnt
   rtool boot-guard --move-to /root/stray-boot --root /mnt   # it holds a stray kernel
   rtool boot-guard --undo --root /mnt",
         )
@@ -45,7 +50,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         Some(d) => d.clone(),
         None => ctx.root_path("/boot"),
     };
-    if !m.get_flag("status") {
+    if !m.get_flag("status") && !ctx.dry_run {
         let shown = std::path::absolute(&dir).unwrap_or_else(|_| dir.clone());
         ctx.require_root(&format!("it changes the directory under {} and its immutable flag", shown.display()))?;
     }
@@ -116,6 +121,25 @@ fn act(ctx: &Ctx, m: &ArgMatches, dir: &Path, under: &Path, mounted: Option<&mou
     let (f, layer) = inspect(under)?;
     let guarded = layer.mode == 0 && layer.immutable != Some(false);
     if m.get_flag("status") {
+        if ctx.json {
+            let j = Json::obj()
+                .with("dir", dir.display().to_string())
+                .with(
+                    "mounted",
+                    mounted.map(|mnt| Json::obj().with("source", &mnt.source).with("fstype", &mnt.fstype)),
+                )
+                .with(
+                    "under",
+                    Json::obj()
+                        .with("mode", u64::from(layer.mode))
+                        .with("mode_octal", format!("{:04o}", layer.mode))
+                        .with("immutable", layer.immutable)
+                        .with("entries", layer.entries.clone()),
+                )
+                .with("guarded", guarded);
+            writeln!(out, "{j:#}")?;
+            return Ok(if guarded { exit::OK } else { exit::PROBLEMS });
+        }
         match mounted {
             Some(mnt) => writeln!(out, "{}: mounted: {} ({})", dir.display(), mnt.source, mnt.fstype)?,
             None => writeln!(out, "{}: not mounted", dir.display())?,
@@ -135,19 +159,43 @@ fn act(ctx: &Ctx, m: &ArgMatches, dir: &Path, under: &Path, mounted: Option<&mou
         )?;
         return Ok(if guarded { exit::OK } else { exit::PROBLEMS });
     }
-    if m.get_flag("undo") {
-        if layer.immutable == Some(true) {
-            let fl = chattr::get(f.as_fd()).map_err(|e| Error::path(e, under))?;
-            chattr::set(f.as_fd(), fl & !chattr::IMMUTABLE).map_err(|e| Error::path(e, under))?;
+    let done = |out: &mut dyn Write, action: &str, steps: &[String], text: &str| -> Result<u8> {
+        if ctx.json {
+            let j = Json::obj()
+                .with("dir", dir.display().to_string())
+                .with("action", action)
+                .with("dry_run", ctx.dry_run)
+                .with("steps", steps.to_vec());
+            writeln!(out, "{j:#}")?;
+        } else if ctx.dry_run && !steps.is_empty() {
+            for step in steps {
+                writeln!(out, "would {step}")?;
+            }
+            writeln!(out, "{}: nothing was changed (--dry-run)", dir.display())?;
+        } else {
+            writeln!(out, "{text}")?;
         }
-        f.set_permissions(std::fs::Permissions::from_mode(0o755)).map_err(|e| Error::path(e, under))?;
-        writeln!(out, "{}: guard removed (mode 0755, not immutable)", dir.display())?;
-        return Ok(exit::OK);
+        Ok(exit::OK)
+    };
+    if m.get_flag("undo") {
+        let mut steps = Vec::new();
+        if layer.immutable == Some(true) {
+            steps.push(format!("clear the immutable flag of the directory under {}", dir.display()));
+        }
+        steps.push(format!("set the mode of the directory under {} to 0755", dir.display()));
+        if !ctx.dry_run {
+            if layer.immutable == Some(true) {
+                let fl = chattr::get(f.as_fd()).map_err(|e| Error::path(e, under))?;
+                chattr::set(f.as_fd(), fl & !chattr::IMMUTABLE).map_err(|e| Error::path(e, under))?;
+            }
+            f.set_permissions(std::fs::Permissions::from_mode(0o755)).map_err(|e| Error::path(e, under))?;
+        }
+        return done(out, "undo", &steps, &format!("{}: guard removed (mode 0755, not immutable)", dir.display()));
     }
     if guarded {
-        writeln!(out, "{}: already guarded", dir.display())?;
-        return Ok(exit::OK);
+        return done(out, "none", &[], &format!("{}: already guarded", dir.display()));
     }
+    let mut steps = Vec::new();
     if !layer.entries.is_empty() {
         let Some(dest) = m.get_one::<PathBuf>("move_to") else {
             return Err(Error::new(
@@ -160,6 +208,20 @@ fn act(ctx: &Ctx, m: &ArgMatches, dir: &Path, under: &Path, mounted: Option<&mou
             )
             .hint("--move-to DEST moves them away first; check whether the mounted /boot needs them"));
         };
+        for name in &layer.entries {
+            let to = dest.join(name);
+            if to.exists() {
+                return Err(Error::system(format!("{} already exists: not overwritten; nothing was changed", to.display())));
+            }
+            steps.push(format!("move {name} to {}", dest.display()));
+        }
+    }
+    steps.push(format!("set the mode of the directory under {} to 000", dir.display()));
+    steps.push(format!("set the immutable flag of the directory under {}", dir.display()));
+    if ctx.dry_run {
+        return done(out, "guard", &steps, "");
+    }
+    if let Some(dest) = m.get_one::<PathBuf>("move_to").filter(|_| !layer.entries.is_empty()) {
         std::fs::create_dir_all(dest).map_err(|e| Error::path(e, dest))?;
         for name in &layer.entries {
             let (from, to) = (under.join(name), dest.join(name));
@@ -187,12 +249,11 @@ fn act(ctx: &Ctx, m: &ArgMatches, dir: &Path, under: &Path, mounted: Option<&mou
         }
         Err(e) => return Err(Error::path(e, under)),
     }
-    writeln!(
-        out,
+    let text = format!(
         "{}: the directory {}is now mode 000 and immutable: nothing can be installed into it{}",
         dir.display(),
         if mounted.is_some() { "under the mounted /boot " } else { "" },
         if mounted.is_some() { "" } else { " (mount /boot on it as usual)" }
-    )?;
-    Ok(exit::OK)
+    );
+    done(out, "guard", &steps, &text)
 }

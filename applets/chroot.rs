@@ -9,7 +9,7 @@ use std::process::{ExitStatus, Output, Stdio};
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use rtool::sys::mount::{self, MountStack, ResolvConf, Signals, Undo};
 use rtool::sys::{blockdev, fstab, mountinfo, ns};
-use rtool::{exit, Ctx, Error, Kind, Result};
+use rtool::{ctx, exit, Ctx, Error, Kind, Result};
 
 pub fn command() -> Command {
     Command::new("chroot")
@@ -111,6 +111,7 @@ pub fn command() -> Command {
                 .action(ArgAction::SetTrue)
                 .help("Leave the LUKS mapping open and the pool imported on exit"),
         )
+        .arg(ctx::arg_dry_run())
         .after_help(
             "Examples:
   rtool chroot /mnt                                # the target's shell
@@ -122,6 +123,7 @@ pub fn command() -> Command {
   rtool chroot --zpool rpool --mount-boot /mnt -- zpool set cachefile=/etc/zfs/zpool.cache rpool
   rtool chroot --zpool zroot --key-file /root/zroot.key --mount-boot /mnt
   rtool chroot --zpool zroot --force-import /mnt   # not exported: the system crashed
+  rtool chroot -n --zpool zroot --mount-boot /mnt  # the plan: nothing imported or mounted
 
 Exit status: the command's own (128+N when it dies from signal N; 128+N too when rtool is
 stopped by SIGTERM or SIGHUP); rtool's error codes when it cannot enter.",
@@ -134,7 +136,9 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         .get_many::<OsString>("cmd")
         .map(|v| v.cloned().collect())
         .unwrap_or_default();
-    ctx.require_root("it mounts filesystems")?;
+    if !ctx.dry_run {
+        ctx.require_root("it mounts filesystems")?;
+    }
     if !dir.is_dir() {
         return Err(Error::usage(format!(
             "cannot create a chroot on {}: not a directory",
@@ -169,6 +173,16 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         }),
         None => None,
     };
+
+    if ctx.dry_run {
+        let plan = plan(m, &dir, &argv, luks.as_ref().zip(cryptsetup.as_deref()), pool.as_ref());
+        let mut out = ctx.out();
+        writeln!(out, "{}: plan for {} (nothing is changed):", ctx.applet, dir.display())?;
+        for (i, step) in plan.iter().enumerate() {
+            writeln!(out, "  {}. {step}", i + 1)?;
+        }
+        return Ok(exit::OK);
+    }
 
     // Signals are blocked from here on and read from a signalfd: none can cut the setup
     // short without the teardown.
@@ -265,6 +279,91 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         )));
     }
     Ok(code)
+}
+
+/// `--dry-run`: the steps a run would take, in order, as commands where it runs one. Nothing
+/// is run to find them (not even `zpool list`), so a pool's current state is not known.
+fn plan(
+    m: &ArgMatches,
+    dir: &Path,
+    argv: &[OsString],
+    luks: Option<(&(PathBuf, String), &Path)>,
+    pool: Option<&Pool>,
+) -> Vec<String> {
+    let mut steps = Vec::new();
+    let shown = dir.display();
+    let key_file = m.get_one::<PathBuf>("key_file");
+    let keep = m.get_flag("keep");
+    let mut undo = Vec::new();
+    if let Some(((dev, name), cryptsetup)) = luks {
+        let mut args: Vec<&OsStr> = vec!["open".as_ref()];
+        if let Some(k) = key_file {
+            args.extend::<[&OsStr; 2]>(["--key-file".as_ref(), k.as_os_str()]);
+        }
+        args.extend::<[&OsStr; 2]>([dev.as_os_str(), name.as_ref()]);
+        steps.push(command_line(cryptsetup, &args));
+        steps.push(format!("mount /dev/mapper/{name} on {shown} (type from its superblock)"));
+        undo.push(command_line(cryptsetup, &["close", name.as_str()]));
+    } else if let Some(dev) = m.get_one::<PathBuf>("mount") {
+        steps.push(format!("mount {} on {shown} (type from its superblock)", dev.display()));
+    } else if let Some(pool) = pool {
+        let env = udev_env()
+            .iter()
+            .map(|(k, v)| format!("{k}={v} "))
+            .collect::<String>();
+        steps.push(format!(
+            "{env}{} (or use {} as it is if it is already imported at {shown})",
+            command_line(&pool.zpool, &import_args(pool, dir)),
+            pool.name
+        ));
+        steps.push(match &pool.key_file {
+            Some(k) => format!(
+                "load the key of each encryption root of {} from {} ({} load-key -L file://{})",
+                pool.name,
+                k.display(),
+                pool.zfs.display(),
+                rtool::text::glyph("…")
+            ),
+            None => format!(
+                "load the key of each encryption root of {} ({} load-key, asking on the terminal)",
+                pool.name,
+                pool.zfs.display()
+            ),
+        });
+        steps.push(format!(
+            "mount the dataset of {} whose mountpoint is / on {shown}, then the rest ({} mount -a)",
+            pool.name,
+            pool.zfs.display()
+        ));
+        undo.push(command_line(&pool.zpool, &["export", pool.name.as_str()]));
+    }
+    if m.get_flag("mount_boot") {
+        steps.push(format!("mount /boot, /efi and /boot/efi as {shown}/etc/fstab lists them"));
+    }
+    if m.get_flag("require_boot") {
+        steps.push(format!("refuse to go on unless {shown}/boot is a mounted filesystem"));
+    }
+    steps.push(format!(
+        "mount proc, sys, efivarfs, dev, dev/pts, dev/shm, run and tmp under {shown}, in a private mount namespace"
+    ));
+    steps.push(format!("bind the host's /etc/resolv.conf on {shown}/etc/resolv.conf"));
+    steps.push(match argv.is_empty() {
+        true => format!("chroot {shown} and run the target's shell ($SHELL, else /bin/bash, else /bin/sh)"),
+        false => format!(
+            "chroot {shown} {}",
+            argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+        ),
+    });
+    let mut last = "on exit: unmount everything in reverse order".to_string();
+    if !undo.is_empty() {
+        if keep {
+            last.push_str(&format!(", but keep (--keep): {}", undo.join(", ")));
+        } else {
+            last.push_str(&format!(", then {}", undo.join(", ")));
+        }
+    }
+    steps.push(last);
+    steps
 }
 
 fn tool(name: &str, package: &str) -> Result<PathBuf> {
@@ -470,9 +569,8 @@ fn imported_altroot(pool: &Pool) -> Result<Option<String>> {
     }))
 }
 
-/// `zpool import [-f] -N -R DIR POOL`, with zpool's own words and a next step on failure.
-fn import(pool: &Pool, dir: &Path) -> Result<()> {
-    // Never without -R: the pool's / and /usr would mount over the live system.
+/// The arguments of `zpool import [-f] -N -R DIR POOL`.
+fn import_args<'a>(pool: &'a Pool, dir: &'a Path) -> Vec<&'a OsStr> {
     let mut args: Vec<&OsStr> = vec!["import".as_ref()];
     if pool.force {
         args.push("-f".as_ref());
@@ -483,17 +581,27 @@ fn import(pool: &Pool, dir: &Path) -> Result<()> {
         dir.as_os_str(),
         pool.name.as_ref(),
     ]);
-    // zpool waits up to 30 s per disk for udev to settle its links; with no udev running (a
-    // bare initramfs or busybox rescue system) that wait is for nothing, as initramfs
-    // scripts know (ZPOOL_IMPORT_UDEV_TIMEOUT_MS=0).
+    args
+}
+
+/// zpool waits up to 30 s per disk for udev to settle its links; with no udev running (a
+/// bare initramfs or busybox rescue system) that wait is for nothing, as initramfs scripts
+/// know (ZPOOL_IMPORT_UDEV_TIMEOUT_MS=0).
+fn udev_env() -> &'static [(&'static str, &'static str)] {
     let no_udev = !Path::new("/run/udev/control").exists()
         && std::env::var_os("ZPOOL_IMPORT_UDEV_TIMEOUT_MS").is_none();
-    let env: &[(&str, &str)] = if no_udev {
+    if no_udev {
         &[("ZPOOL_IMPORT_UDEV_TIMEOUT_MS", "0")]
     } else {
         &[]
-    };
-    let (status, stderr) = run_capturing_stderr(&pool.zpool, &args, env)?;
+    }
+}
+
+/// `zpool import [-f] -N -R DIR POOL`, with zpool's own words and a next step on failure.
+fn import(pool: &Pool, dir: &Path) -> Result<()> {
+    // Never without -R: the pool's / and /usr would mount over the live system.
+    let args = import_args(pool, dir);
+    let (status, stderr) = run_capturing_stderr(&pool.zpool, &args, udev_env())?;
     if status.success() {
         // Warnings (an unsupported feature, a degraded vdev) still reach the person.
         let _ = std::io::stderr().write_all(stderr.as_bytes());

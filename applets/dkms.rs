@@ -38,6 +38,8 @@ pub fn command() -> Command {
                 .arg(Arg::new("work").long("work").value_name("DIR").value_parser(clap::value_parser!(PathBuf))
                     .help("Where the scratch copy and make.log go; a finished build kept there is installed again without compiling [default: /var/tmp/rtool-dkms]"))
                 .arg(ctx::arg_root())
+                .arg(ctx::arg_dry_run())
+                .arg(ctx::arg_json())
                 .after_help(
                     "A finished build stays in the work directory: the same source built again for the \
                      same kernel is installed from it without compiling, into any root. A changed \
@@ -56,6 +58,8 @@ pub fn command() -> Command {
   rtool dkms build zfs/2.1.9 -k 6.1.12-arch1-1 --root /mnt
   rtool dkms build /usr/src/acpi_call-1.1.0 -k \"$(uname -r)\"
   rtool dkms build zfs/2.1.9 -k 6.1.12-arch1-1 --root /mnt --rebuild   # compile again
+  rtool dkms build -n zfs/2.1.9 -k 6.1.12-arch1-1 --root /mnt   # the plan, nothing built
+  rtool dkms build --json zfs/2.1.9 -k 6.1.12-arch1-1 --root /mnt | jq '.results[].status'
   rtool dkms status --root /mnt        # exit 1 if an AUTOINSTALL module is missing
 
 A finished build stays in the work directory (--work): building the same source for the
@@ -88,7 +92,9 @@ fn root_of(ctx: &Ctx, a: &ArgMatches) -> Result<PathBuf> {
 
 fn build_cmd(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
     let root = root_of(ctx, a)?;
-    ctx.require_root(&format!("it installs modules in {}", rtool::ctx::below(&root, std::path::Path::new("/usr/lib/modules")).display()))?;
+    if !ctx.dry_run {
+        ctx.require_root(&format!("it installs modules in {}", rtool::ctx::below(&root, std::path::Path::new("/usr/lib/modules")).display()))?;
+    }
     let spec = a.get_one::<String>("source").cloned().unwrap_or_default();
     let dir = build::locate(&root, &spec)?;
     let kernels: Vec<String> = match a.get_many::<String>("kernel") {
@@ -103,12 +109,26 @@ fn build_cmd(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
     };
     let mut out = ctx.out();
     let mut worst = exit::OK;
+    let mut results: Vec<Json> = Vec::new();
+    // With --json the text goes nowhere: one document at the end says it all.
+    let say = |out: &mut dyn Write, line: &str| -> Result<()> {
+        if !ctx.json {
+            writeln!(out, "{line}")?;
+        }
+        Ok(())
+    };
     for kver in &kernels {
         let work = work_base.join(format!("{}-{kver}", dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()));
-        std::fs::create_dir_all(&work).map_err(|e| Error::path(e, &work))?;
+        if !ctx.dry_run {
+            std::fs::create_dir_all(&work).map_err(|e| Error::path(e, &work))?;
+        }
         let vars = build::vars(&root, kver, &dir, &work);
         let src = build::read_source(&dir, &vars)?;
         let name = format!("{} {}", src.conf.package_name, src.conf.package_version);
+        let result = Json::obj()
+            .with("module", &src.conf.package_name)
+            .with("version", &src.conf.package_version)
+            .with("kernel", kver.as_str());
         for w in &src.conf.warnings {
             ctx.warn(format!("{}: {w}", dir.join("dkms.conf").display()));
         }
@@ -116,50 +136,98 @@ fn build_cmd(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
             if force {
                 ctx.warn(format!("{why} {} building anyway (--force)", glyph("—")));
             } else {
-                writeln!(out, "{name}: NOT built for {kver}: {why}")?;
-                writeln!(out, "  (nothing was compiled; --force builds anyway)")?;
+                say(&mut out, &format!("{name}: NOT built for {kver}: {why}"))?;
+                say(&mut out, "  (nothing was compiled; --force builds anyway)")?;
+                results.push(result.with("status", "refused").with("reason", why));
                 worst = worst.max(exit::PROBLEMS);
                 continue;
             }
         }
+        let compress = match a.get_one::<String>("compress").map(String::as_str) {
+            Some("auto") | None => Compress::of_kernel(&modules_dir(&root, kver)),
+            Some(k) => Compress::parse(k).unwrap_or(Compress::None),
+        };
         // The key hashes the whole source tree: once, for the check and the stamp.
         let key = build::build_key(&src, &vars)?;
         let reused = if a.get_flag("rebuild") { None } else { build::reusable(&src, &vars, &key) };
-        let (built, how) = match reused {
+        if ctx.dry_run {
+            let dest = modules_dir(&root, kver).join("updates/dkms");
+            let mut steps = Vec::new();
+            match &reused {
+                Some(b) => steps.push(format!(
+                    "reuse the finished build in {}",
+                    b.log.parent().map(|p| p.display().to_string()).unwrap_or_default()
+                )),
+                None => {
+                    build::check_tools(&root, kver)?;
+                    steps.push(format!("copy {} to {} and compile it there (make -j{jobs}, log in that directory's make.log)", dir.display(), work.display()));
+                }
+            }
+            for m in &src.conf.modules {
+                steps.push(format!("install {}", dest.join(format!("{}{}", m.dest_name, compress.suffix())).display()));
+            }
+            steps.push(format!("run depmod {kver}"));
+            say(&mut out, &format!("{name} for {kver}: would"))?;
+            for st in &steps {
+                say(&mut out, &format!("  {st}"))?;
+            }
+            results.push(result.with("status", if reused.is_some() { "would-reuse" } else { "would-build" }).with("steps", steps));
+            continue;
+        }
+        let (built, how, status) = match reused {
             Some(b) => {
                 let from = b.log.parent().map(|p| p.display().to_string()).unwrap_or_default();
-                (b, format!("installed for {kver} from the finished build in {from} (--rebuild compiles again)"))
+                (b, format!("installed for {kver} from the finished build in {from} (--rebuild compiles again)"), "reused")
             }
             None => {
                 build::check_tools(&root, kver)?;
                 let mut act = Activity::new(format!("dkms: {name} for {kver}"), Mode::detect(ctx.verbosity < 0));
-                let result = build::build(&src, &vars, &key, jobs, &mut |line| act.status(line))?;
+                let outcome = build::build(&src, &vars, &key, jobs, &mut |line| act.status(line))?;
                 act.done();
-                match result {
-                    Ok(b) => (b, format!("built for {kver} in {} s", act.elapsed().as_secs())),
+                match outcome {
+                    Ok(b) => (b, format!("built for {kver} in {} s", act.elapsed().as_secs()), "built"),
                     Err(failed) => {
-                        print_failure(ctx, &mut out, &name, kver, &failed)?;
+                        if !ctx.json {
+                            print_failure(ctx, &mut out, &name, kver, &failed)?;
+                        }
+                        results.push(
+                            result
+                                .with("status", "failed")
+                                .with("step", failed.step.as_str())
+                                .with("log", failed.log.display().to_string())
+                                .with("causes", failed.causes.iter().map(|c| Json::obj().with("kind", c.id()).with("explanation", c.explain())).collect::<Vec<_>>()),
+                        );
                         worst = exit::FAILED;
                         continue;
                     }
                 }
             }
         };
-        let compress = match a.get_one::<String>("compress").map(String::as_str) {
-            Some("auto") | None => Compress::of_kernel(&modules_dir(&root, kver)),
-            Some(k) => Compress::parse(k).unwrap_or(Compress::None),
-        };
         let installed = build::install(&root, kver, &built, compress)?;
         let dep = build::depmod(&root, kver)?;
-        writeln!(out, "{name}: {how}")?;
+        say(&mut out, &format!("{name}: {how}"))?;
         for p in &installed {
-            writeln!(out, "  installed {}", p.display())?;
+            say(&mut out, &format!("  installed {}", p.display()))?;
         }
         match dep {
-            Depmod::Ran => writeln!(out, "  depmod {kver}: done")?,
+            Depmod::Ran => say(&mut out, &format!("  depmod {kver}: done"))?,
             Depmod::Missing => ctx.warn(format!("depmod is not installed: run `depmod {kver}` in the system before booting it, or the module will not be found")),
         }
         ctx.debug(format!("log: {}", built.log.display()));
+        results.push(
+            result
+                .with("status", status)
+                .with("log", built.log.display().to_string())
+                .with("built", built.modules.iter().map(|(f, _)| f.display().to_string()).collect::<Vec<_>>())
+                .with("installed", installed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>())
+                .with("depmod", matches!(dep, Depmod::Ran)),
+        );
+    }
+    if ctx.json {
+        let j = Json::obj().with("ok", worst == exit::OK).with("dry_run", ctx.dry_run).with("results", Json::Arr(results));
+        writeln!(out, "{j:#}")?;
+    } else if ctx.dry_run {
+        writeln!(out, "nothing was compiled or installed (--dry-run)")?;
     }
     Ok(worst)
 }

@@ -9,7 +9,8 @@ use rtool::archive::decompress;
 use rtool::json::Json;
 use rtool::net::ala::{self, Candidate, Spec};
 use rtool::net::http::{self, Client};
-use rtool::pkg::name;
+use rtool::net::listing;
+use rtool::pkg::{db, name};
 use rtool::progress::Mode;
 use rtool::sig::{self, FileDigest, Keyring, Pending, Verified};
 use rtool::{ctx, exit, sys, Ctx, Error, Kind, Result};
@@ -26,7 +27,7 @@ pub fn command() -> Command {
         .arg(Arg::new("specs").value_name("SPEC").num_args(0..)
             .help("NAME (newest), NAME=VERSION, or NAME<V, NAME<=V, NAME>V, NAME>=V"))
         .arg(Arg::new("list").long("list").value_name("NAME")
-            .help("List every archived version of NAME, newest first"))
+            .help("List every archived version of NAME, newest first; + marks the installed one"))
         .arg(Arg::new("date").long("date").value_name("YYYY-MM-DD")
             .help("Resolve from that day's repository databases: a consistent set"))
         .arg(Arg::new("match_kernel").long("match-kernel").value_name("KVER").num_args(0..=1)
@@ -53,16 +54,22 @@ pub fn command() -> Command {
         .arg(ctx::arg_dry_run())
         .after_help(
             "Examples:
-  rtool fetch-pkg --list linux
+  rtool fetch-pkg --list linux --root /mnt   # + installed in /mnt, (cached) in its CacheDir
   rtool fetch-pkg linux=6.2.7.arch1-1 linux-headers=6.2.7.arch1-1 -o /mnt/var/cache/pacman/pkg
   rtool fetch-pkg 'linux<6.2.8' 'linux-headers<6.2.8'
   rtool fetch-pkg --date 2023-03-20 linux linux-headers zfs-utils   # one consistent day
   rtool fetch-pkg --match-kernel -o /run/media/usb/pkgs   # headers for the live ISO's kernel
   rtool fetch-pkg --offline -o /run/media/usb/pkgs linux=6.2.7.arch1-1
+  rtool fetch-pkg -n 'linux<6.2.8'   # the plan only: no server is asked
+
+--list marks the version installed in --root with +, as downgrade does, and says (cached)
+of a version whose file is in the package cache: -o DIR, else the CacheDirs of --root's
+pacman.conf.
 
 Exit status: 0 all fetched and verified; 5 a signature or checksum failed; 6 network
-failure; 7 nothing matches, or no keyring. A .sig that is not a signature (or over 64 KiB)
-is refused with 5 before the package is downloaded.",
+failure (a name that does not resolve fails at once, without retries); 7 nothing matches,
+or no keyring. A .sig that is not a signature (or over 64 KiB) is refused with 5 before
+the package is downloaded.",
         )
 }
 
@@ -75,7 +82,23 @@ struct Fetcher<'a> {
     offline: bool,
 }
 
+/// The next steps when the mirror's name does not resolve: the network, or no network at all.
+const UNRESOLVED_HINT: &str = "is the network up? `rtool doctor` shows the links and their addresses; \
+    an Intel X520 refusing a third-party SFP+ comes up with `rtool sfp-unlock`; without a network, \
+    `--offline -o DIR` uses packages already on disk (a USB stick, the pacman cache); \
+    or name another `--mirror URL`";
+
 pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
+    fetch_pkg(ctx, m).map_err(|e| {
+        if e.cause::<http::Unresolved>().is_some() {
+            e.hint(UNRESOLVED_HINT)
+        } else {
+            e
+        }
+    })
+}
+
+fn fetch_pkg(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     let out = m.get_one::<PathBuf>("output").cloned().unwrap_or_else(|| PathBuf::from("."));
     let offline = m.get_flag("offline");
     let mirrors: Vec<String> = m
@@ -89,7 +112,8 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
             return Err(Error::usage(format!("--mirror {mirror}: expected an https:// URL")));
         }
     }
-    let client = if offline {
+    // A dry run asks no server: it says what it would look up.
+    let client = if offline || ctx.dry_run {
         None
     } else {
         Some(Client::new(http::Options {
@@ -102,8 +126,19 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     };
 
     if let Some(name) = m.get_one::<String>("list") {
+        // Where a listed version counts as cached: -o, else the target's package cache.
+        let caches = match m.get_one::<PathBuf>("output") {
+            Some(dir) => vec![dir.clone()],
+            None => match db::Conf::read(&ctx.root) {
+                Ok(conf) => conf.cachedirs.iter().map(|d| ctx.root_path(d)).collect(),
+                Err(e) => {
+                    ctx.warn(format!("cached versions are not marked: {e}"));
+                    Vec::new()
+                }
+            },
+        };
         let f = Fetcher { ctx, client, mirrors, out, keyring: None, offline };
-        return f.list(name);
+        return f.list(name, &caches);
     }
 
     let mut wanted: Vec<(Spec, Vec<Spec>)> = Vec::new(); // a spec and its alternatives
@@ -136,6 +171,9 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     }
     let f = Fetcher { ctx, client, mirrors, out, keyring, offline };
     let date = m.get_one::<String>("date").cloned();
+    if ctx.dry_run && !offline {
+        return f.plan(&wanted, date.as_deref());
+    }
     let chosen = f.resolve(&wanted, date.as_deref())?;
     let mut results = Vec::new();
     for c in &chosen {
@@ -150,7 +188,10 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
 
 impl Fetcher<'_> {
     fn client(&self) -> Result<&Client> {
-        self.client.as_ref().ok_or_else(|| Error::usage("--offline: no network access"))
+        self.client.as_ref().ok_or_else(|| match self.offline {
+            true => Error::usage("--offline: no network access"),
+            false => Error::usage("a dry run asks no server"),
+        })
     }
 
     /// Runs `f` against each mirror in turn until one answers.
@@ -170,8 +211,15 @@ impl Fetcher<'_> {
         Err(last.unwrap_or_else(|| Error::usage("no mirror")))
     }
 
-    fn list(&self, pkg: &str) -> Result<u8> {
+    /// Every version of `pkg`, newest first, marked as downgrade marks them: `+` the version
+    /// installed in the target, `(cached)` one whose file is in a directory of `caches`.
+    fn list(&self, pkg: &str, caches: &[PathBuf]) -> Result<u8> {
         let spec = Spec::parse(pkg)?;
+        let mut o = self.ctx.out();
+        if self.ctx.dry_run && !self.offline {
+            writeln!(o, "would list the versions of {} on {} (dry run: no server asked)", spec.name, self.mirrors.join(", then "))?;
+            return Ok(exit::OK);
+        }
         let cands = if self.offline { self.local_candidates()? } else { self.on_mirrors(|c, m| ala::list_package(c, m, &spec.name))? };
         let cands: Vec<&Candidate> = cands.iter().filter(|c| c.name == spec.name).collect();
         if cands.is_empty() {
@@ -179,7 +227,23 @@ impl Fetcher<'_> {
         }
         // The running kernel's package, marked.
         let running = sys::kernel_release(&self.ctx.host).ok().and_then(|k| ala::kernel_packages(&k).ok());
-        let mut o = self.ctx.out();
+        // A local database that cannot be read costs the mark, not the list.
+        let installed = match self.installed_version(&spec.name) {
+            Ok(v) => v,
+            Err(e) => {
+                self.ctx.warn(format!("the installed version of {} is not marked: {e}", spec.name));
+                None
+            }
+        };
+        let mut cached: Vec<Candidate> = Vec::new();
+        for dir in caches {
+            match package_files(dir, true) {
+                Ok(files) => cached.extend(files),
+                Err(e) => self.ctx.warn(format!("cached versions are not marked: {e}")),
+            }
+        }
+        let is_installed = |c: &Candidate| installed.as_deref() == Some(c.version.as_str());
+        let is_cached = |c: &Candidate| cached.iter().any(|f| f.name == c.name && f.version == c.version && f.arch == c.arch);
         if self.ctx.json {
             let arr: Vec<Json> = cands
                 .iter()
@@ -190,58 +254,93 @@ impl Fetcher<'_> {
                         .with("arch", &c.arch)
                         .with("file", &c.file)
                         .with("date", c.date.clone())
-                        .with("size", c.size.clone())
+                        // Bytes as a number; nginx's listing rounds them (`131M`): `size_exact`
+                        // says which, `size_listed` is the text as listed.
+                        .with("size", c.size.as_deref().and_then(listing::size_bytes).map(|(n, _)| n))
+                        .with("size_exact", c.size.as_deref().and_then(listing::size_bytes).map(|(_, e)| e))
+                        .with("size_listed", c.size.clone())
                         .with("signed", c.has_sig)
+                        .with("installed", is_installed(c))
+                        .with("cached", is_cached(c))
                 })
                 .collect();
             writeln!(o, "{:#}", Json::Arr(arr))?;
             return Ok(exit::OK);
         }
         let w = cands.iter().map(|c| c.version.len()).max().unwrap_or(7).max(7);
-        writeln!(o, "{:w$}  {:17}  {:>6}  FILE", "VERSION", "DATE (GMT)", "SIZE")?;
+        writeln!(o, "  {:w$}  {:17}  {:>6}  FILE", "VERSION", "DATE (GMT)", "SIZE")?;
         for c in cands {
-            let mark = match &running {
-                Some((p, vs)) if *p == c.name && vs.contains(&c.version) => "  <- running kernel",
-                _ => "",
-            };
+            let mut notes = Vec::new();
+            if is_installed(c) {
+                notes.push("installed");
+            }
+            if is_cached(c) {
+                notes.push("cached");
+            }
+            if matches!(&running, Some((p, vs)) if *p == c.name && vs.contains(&c.version)) {
+                notes.push("running kernel");
+            }
+            if !c.has_sig {
+                notes.push("no signature");
+            }
             writeln!(
                 o,
-                "{:w$}  {:17}  {:>6}  {}{}{mark}",
+                "{} {:w$}  {:17}  {:>6}  {}{}",
+                if is_installed(c) { '+' } else { ' ' },
                 c.version,
                 c.date.as_deref().unwrap_or("-"),
                 c.size.as_deref().unwrap_or("-"),
                 c.file,
-                if c.has_sig { "" } else { "  (no signature)" }
+                if notes.is_empty() { String::new() } else { format!("  ({})", notes.join(", ")) }
             )?;
         }
         Ok(exit::OK)
     }
 
+    /// The version of `pkg` in the target's local database (pacman.conf's DBPath).
+    fn installed_version(&self, pkg: &str) -> Result<Option<String>> {
+        let conf = db::Conf::read(&self.ctx.root)?;
+        let found = db::installed(&self.ctx.root_path(&conf.dbpath), |n| n == pkg)?;
+        Ok(found.into_iter().find(|l| l.name == pkg).map(|l| l.version))
+    }
+
     /// Package files already in the output directory.
     fn local_candidates(&self) -> Result<Vec<Candidate>> {
-        let rd = std::fs::read_dir(&self.out).map_err(|e| Error::path(e, &self.out))?;
-        let names: Vec<String> = rd.flatten().filter_map(|e| e.file_name().to_str().map(String::from)).collect();
-        let mut out = Vec::new();
-        for n in &names {
-            if n.ends_with(".sig") || n.ends_with(".part") {
+        package_files(&self.out, false)
+    }
+
+    /// A dry run: what would be looked up, and on which mirrors, without asking any. A
+    /// version named exactly whose file is already in the output directory is named too.
+    fn plan(&self, wanted: &[(Spec, Vec<Spec>)], date: Option<&str>) -> Result<u8> {
+        let here = package_files(&self.out, true)?;
+        let mirrors = self.mirrors.join(", then ");
+        let mut o = self.ctx.out();
+        let mut results = Vec::new();
+        for (spec, alts) in wanted {
+            let all = || std::iter::once(spec).chain(alts);
+            let exact = date.is_none() && all().all(|s| s.op == Some(ala::Op::Eq));
+            let what = all().map(ToString::to_string).collect::<Vec<_>>().join(" or ");
+            if let Some(c) = all().find_map(|s| ala::choose(&here, s)).filter(|_| exact) {
+                let path = self.out.join(&c.file);
+                if !self.ctx.json {
+                    writeln!(o, "would use {} (already here; its signature is checked again)", path.display())?;
+                }
+                results.push(Json::obj().with("spec", what).with("file", &c.file).with("path", path.display().to_string()).with("cached", true));
                 continue;
             }
-            let Ok(p) = name::parse(n) else { continue };
-            out.push(Candidate {
-                url: self.out.join(n).display().to_string(),
-                has_sig: names.contains(&format!("{n}.sig")),
-                version: p.version(),
-                name: p.name,
-                arch: p.arch,
-                file: n.clone(),
-                date: None,
-                size: None,
-                sha256: None,
-                repo: None,
-            });
+            if !self.ctx.json {
+                let day = date.map(|d| format!(" in the repositories of {d}")).unwrap_or_default();
+                writeln!(o, "would look up {what} on {mirrors}{day}, and fetch it into {}", self.out.display())?;
+            }
+            results.push(Json::obj().with("spec", what).with("mirrors", Json::Arr(self.mirrors.iter().map(|m| Json::from(m.as_str())).collect())).with("date", date.map(String::from)).with("cached", false));
         }
-        ala::sort_newest_first(&mut out);
-        Ok(out)
+        if self.ctx.json {
+            writeln!(o, "{:#}", Json::Arr(results))?;
+        } else {
+            drop(o);
+            self.ctx.note("dry run: no server was asked, nothing was written");
+        }
+        Ok(exit::OK)
     }
 
     fn resolve(&self, wanted: &[(Spec, Vec<Spec>)], date: Option<&str>) -> Result<Vec<Candidate>> {
@@ -387,6 +486,37 @@ fn signed_by(signature: Option<Result<Verified>>, c: &Candidate) -> Result<Strin
         Some(Ok(v)) => Ok(format!(", signed by {}", v.user_id.unwrap_or(v.fingerprint))),
         Some(Err(e)) => Err(e.context(c.file.clone())),
     }
+}
+
+/// The package files in `dir`, newest first; with `missing_ok`, none when `dir` does not exist.
+fn package_files(dir: &Path, missing_ok: bool) -> Result<Vec<Candidate>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::path(e, dir)),
+    };
+    let names: Vec<String> = rd.flatten().filter_map(|e| e.file_name().to_str().map(String::from)).collect();
+    let mut out = Vec::new();
+    for n in &names {
+        if n.ends_with(".sig") || n.ends_with(".part") {
+            continue;
+        }
+        let Ok(p) = name::parse(n) else { continue };
+        out.push(Candidate {
+            url: dir.join(n).display().to_string(),
+            has_sig: names.contains(&format!("{n}.sig")),
+            version: p.version(),
+            name: p.name,
+            arch: p.arch,
+            file: n.clone(),
+            date: None,
+            size: None,
+            sha256: None,
+            repo: None,
+        });
+    }
+    ala::sort_newest_first(&mut out);
+    Ok(out)
 }
 
 fn result(c: &Candidate, dest: &Path, sum: &str, cached: bool) -> Json {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use rtool::archive::rooted::Root;
+use rtool::json::Json;
 use rtool::kernel::zfs;
 use rtool::text::glyph;
 use rtool::{ctx, exit, install, Ctx, Error, Result};
@@ -29,7 +30,12 @@ pub fn command() -> Command {
         .arg(ctx::arg_dry_run().global(true))
         .subcommand(Command::new("install").about("Write the hooks and copy this binary to /usr/local/bin/rtool"))
         .subcommand(Command::new("remove").about("Delete the hook files `install` wrote (and nothing else)"))
-        .subcommand(Command::new("status").visible_alias("list").about("Show which hooks are installed; exit 1 unless all are current"))
+        .subcommand(
+            Command::new("status")
+                .visible_alias("list")
+                .about("Show which hooks are installed; exit 1 unless all are current")
+                .arg(ctx::arg_json()),
+        )
         .subcommand(
             Command::new("check-kernel")
                 .hide(true)
@@ -42,6 +48,7 @@ pub fn command() -> Command {
   rtool hook install --root /mnt     # on the installed system, from the live ISO
   rtool hook install -n              # show what would be written
   rtool hook status
+  rtool hook status --json
   rtool hook remove
 
 Exit status: 0 done (status: everything installed and current); 1 status found a hook
@@ -212,19 +219,33 @@ fn remove_hooks(ctx: &Ctx) -> Result<u8> {
 fn status(ctx: &Ctx) -> Result<u8> {
     let root = Root::open(&ctx.root)?;
     let mut out = ctx.out();
-    let mut all = ctx.root_path(BIN).is_file();
-    if !all {
+    let bin_present = ctx.root_path(BIN).is_file();
+    let mut all = bin_present;
+    if !all && !ctx.json {
         writeln!(out, "{}: missing, the hooks cannot run", ctx.root_path(BIN).display())?;
     }
+    let mut hooks = Vec::new();
     for (rel, what, _, s) in states(ctx, &root)? {
         all &= s == State::Current;
-        let word = match s {
-            State::Current => "installed",
-            State::Outdated => "OUTDATED (`rtool hook install` updates it)",
-            State::Missing => "missing",
-            State::Foreign => "NOT RTOOL'S (another file has this name)",
+        let (key, word) = match s {
+            State::Current => ("installed", "installed"),
+            State::Outdated => ("outdated", "OUTDATED (`rtool hook install` updates it)"),
+            State::Missing => ("missing", "missing"),
+            State::Foreign => ("foreign", "NOT RTOOL'S (another file has this name)"),
         };
-        writeln!(out, "{}: {word} {} {what}", ctx.root_path(&rel).display(), glyph("—"))?;
+        let shown = ctx.root_path(&rel).display().to_string();
+        if ctx.json {
+            hooks.push(Json::obj().with("path", shown).with("state", key).with("what", what));
+        } else {
+            writeln!(out, "{shown}: {word} {} {what}", glyph("—"))?;
+        }
+    }
+    if ctx.json {
+        let j = Json::obj()
+            .with("ok", all)
+            .with("binary", Json::obj().with("path", ctx.root_path(BIN).display().to_string()).with("present", bin_present))
+            .with("hooks", Json::Arr(hooks));
+        writeln!(out, "{j:#}")?;
     }
     Ok(if all { exit::OK } else { exit::PROBLEMS })
 }

@@ -25,7 +25,8 @@ pub fn command() -> Command {
             Command::new("ls")
                 .about("List the entries (-l: long form with the segment each came from)")
                 .arg(image())
-                .arg(Arg::new("long").short('l').action(ArgAction::SetTrue).help("Mode, owner, size, segment")),
+                .arg(Arg::new("long").short('l').action(ArgAction::SetTrue).help("Mode, owner, size, segment"))
+                .arg(ctx::arg_json()),
         )
         .subcommand(
             Command::new("check")
@@ -41,13 +42,16 @@ pub fn command() -> Command {
                 .about("Unpack it safely into DIR (the same jail as `rtool extract`)")
                 .arg(image())
                 .arg(Arg::new("dir").short('C').value_name("DIR").required(true).value_parser(clap::value_parser!(PathBuf)))
-                .arg(Arg::new("devices").long("devices").action(ArgAction::SetTrue).help("Create device nodes too")),
+                .arg(Arg::new("devices").long("devices").action(ArgAction::SetTrue).help("Create device nodes too"))
+                .arg(ctx::arg_dry_run()),
         )
         .after_help(
             "Examples:
   rtool initramfs ls -l /boot/initramfs-linux.img
+  rtool initramfs ls --json /boot/initramfs-linux.img | jq '.entries | length'
   rtool initramfs check /mnt/boot/initramfs-linux.img --module zfs --module spl
   rtool initramfs extract /boot/initramfs-linux.img -C /tmp/ird
+  rtool initramfs extract -n /boot/initramfs-linux.img -C /tmp/ird   # counts only
 
 Exit status of check: 0 every module present, 1 one is missing.",
         )
@@ -82,17 +86,33 @@ fn ls(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
             p.set(skipped);
         }
     };
+    let mut entries: Vec<Json> = Vec::new();
     let r = initramfs::for_each_with_progress(&img, &mut tick, |e, _| {
         let m = &e.member;
+        let t = match m.kind {
+            EntryKind::Dir => 'd',
+            EntryKind::Symlink => 'l',
+            EntryKind::Char => 'c',
+            EntryKind::Block => 'b',
+            EntryKind::Fifo => 'p',
+            _ => '-',
+        };
+        if ctx.json {
+            entries.push(
+                Json::obj()
+                    .with("name", m.name())
+                    .with("type", kind_word(t))
+                    .with("mode", u64::from(m.mode))
+                    .with("uid", u64::from(m.uid))
+                    .with("gid", u64::from(m.gid))
+                    .with("size", m.size)
+                    .with("link", m.link.as_ref().map(|l| String::from_utf8_lossy(l).into_owned()))
+                    .with("segment", e.segment)
+                    .with("compression", e.compression),
+            );
+            return Ok(());
+        }
         if long {
-            let t = match m.kind {
-                EntryKind::Dir => 'd',
-                EntryKind::Symlink => 'l',
-                EntryKind::Char => 'c',
-                EntryKind::Block => 'b',
-                EntryKind::Fifo => 'p',
-                _ => '-',
-            };
             write!(out, "{t}{:04o} {:>5}/{:<5} {:>10} [{} {}] ", m.mode, m.uid, m.gid, m.size, e.segment, e.compression)?;
         }
         out.write_all(&m.raw_name)?;
@@ -109,7 +129,23 @@ fn ls(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
         if r.is_ok() { p.finish() } else { p.abandon() }
     }
     r?;
+    if ctx.json {
+        let j = Json::obj().with("image", img.display().to_string()).with("entries", Json::Arr(entries));
+        writeln!(out, "{j:#}")?;
+    }
     Ok(exit::OK)
+}
+
+/// The type letter of `ls -l`, as a word for JSON.
+fn kind_word(t: char) -> &'static str {
+    match t {
+        'd' => "dir",
+        'l' => "symlink",
+        'c' => "char",
+        'b' => "block",
+        'p' => "fifo",
+        _ => "file",
+    }
 }
 
 fn check(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
@@ -156,6 +192,9 @@ fn extract(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
         owners: rtool::sys::is_root(),
         ..Options::default()
     };
+    if ctx.dry_run {
+        return extract_plan(ctx, a, &dir);
+    }
     let mut ex = Extractor::new(Root::open(&dir)?, opts);
     let r = initramfs::for_each(&image(a), |e, data| {
         let mut m = e.member.clone();
@@ -167,5 +206,30 @@ fn extract(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
     r?;
     let stats = fin?;
     writeln!(ctx.out(), "{}: {} files, {} directories, {} symlinks into {}", image(a).display(), stats.files, stats.dirs, stats.symlinks, dir.display())?;
+    Ok(exit::OK)
+}
+
+/// `extract -n`: what the image holds and where it would go; nothing is created.
+fn extract_plan(ctx: &Ctx, a: &ArgMatches, dir: &std::path::Path) -> Result<u8> {
+    let (mut files, mut dirs, mut symlinks, mut other, mut bytes) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    initramfs::for_each(&image(a), |e, _| {
+        match e.member.kind {
+            EntryKind::Dir => dirs += 1,
+            EntryKind::Symlink => symlinks += 1,
+            EntryKind::Char | EntryKind::Block | EntryKind::Fifo => other += 1,
+            _ => {
+                files += 1;
+                bytes += e.member.size;
+            }
+        }
+        Ok(())
+    })?;
+    writeln!(
+        ctx.out(),
+        "{}: would unpack {files} files ({bytes} bytes), {dirs} directories, {symlinks} symlinks{} into {}; nothing was written (--dry-run)",
+        image(a).display(),
+        if other > 0 { format!(", {other} special files{}", if a.get_flag("devices") { "" } else { " (skipped without --devices)" }) } else { String::new() },
+        dir.display()
+    )?;
     Ok(exit::OK)
 }

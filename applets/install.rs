@@ -65,7 +65,8 @@ pub fn command() -> Command {
             "Examples:
   rtool install --root /mnt linux=6.2.7.arch1-1 linux-headers=6.2.7.arch1-1  # downgrade
   rtool install --root /mnt /run/media/usb/pkgs/openssl-3.0.8-1-x86_64.pkg.tar.zst
-  rtool install --root /mnt -n 'zfs-dkms<2.1.10'       # the plan: adds, removes, .pacnew, hooks
+  rtool install --root /mnt -n 'zfs-dkms<2.1.10'       # what would be fetched; no server asked
+  rtool install --root /mnt -n --offline -o /run/media/usb/pkgs zfs-dkms   # the whole plan
   rtool install --root /mnt --offline -o /run/media/usb/pkgs glibc
   rtool chroot --zpool zroot /mnt -- true && rtool install --root /mnt linux   # pool first
 
@@ -217,7 +218,12 @@ fn fetch(ctx: &Ctx, m: &ArgMatches, paths: &Paths, specs: &[OsString]) -> Result
     });
     let exe = std::env::current_exe().map_err(|e| Error::io(e, "finding this program"))?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("fetch-pkg").arg("--json").arg("-o").arg(&out).arg("--root").arg(&ctx.root);
+    // A dry run downloads nothing and asks no server: fetch-pkg says what it would look up,
+    // for a person, and the plan stops there. Offline, the files are at hand and the plan
+    // goes on.
+    let plan_only = ctx.dry_run && !m.get_flag("offline");
+    cmd.arg("fetch-pkg").arg("-o").arg(&out).arg("--root").arg(&ctx.root);
+    cmd.arg(if plan_only { "-n" } else { "--json" });
     if let Some(d) = m.get_one::<String>("date") {
         cmd.arg("--date").arg(d);
     }
@@ -237,12 +243,6 @@ fn fetch(ctx: &Ctx, m: &ArgMatches, paths: &Paths, specs: &[OsString]) -> Result
         if m.get_flag(id) {
             cmd.arg(flag);
         }
-    }
-    // A dry run downloads nothing: fetch-pkg says what it would fetch, and the plan stops
-    // there. Offline, the files are at hand and the plan goes on.
-    let plan_only = ctx.dry_run && !m.get_flag("offline");
-    if plan_only {
-        cmd.arg("-n");
     }
     cmd.args(specs);
     if plan_only {

@@ -4,9 +4,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use rtool::json::Json;
 use rtool::kernel::build::copy_tree_except;
 use rtool::kernel::{bzimage, modules_dir};
-use rtool::text::glyph;
 use rtool::{ctx, exit, sys, Ctx, Error, Result};
 
 pub fn command() -> Command {
@@ -26,12 +26,15 @@ pub fn command() -> Command {
             .help("Remove kept module copies of kernels no longer in /boot as -prev"))
         .arg(ctx::arg_root())
         .arg(ctx::arg_dry_run())
+        .arg(ctx::arg_json().requires("list").help("With --list: print the kept kernels as JSON on stdout"))
         .group(clap::ArgGroup::new("mode").args(["restore", "list", "prune"]))
         .after_help(
             "Examples:
   rtool kernel-keep --root /mnt          # before `pacman -Syu` in the chroot
+  rtool kernel-keep -n --root /mnt       # what it would copy and write, changing nothing
   rtool kernel-keep --restore --root /mnt   # after it (the pacman hook does this)
   rtool kernel-keep --list
+  rtool kernel-keep --list --json
 
 Without systemd-boot, add a GRUB entry for /boot/vmlinuz-BASE-prev yourself
 (`grub-mkconfig -o /boot/grub/grub.cfg` finds it).",
@@ -96,7 +99,18 @@ fn keep(ctx: &Ctx) -> Result<u8> {
             continue;
         }
         if ctx.dry_run {
-            writeln!(out, "would keep {kver}: {} {arrow} {}, modules {arrow} {}", img.display(), boot.join(format!("vmlinuz-{base}-prev")).display(), store(ctx).join(&kver).display(), arrow = glyph("→"))?;
+            writeln!(out, "would keep {kver}:")?;
+            writeln!(out, "  copy {} to {}", img.display(), boot.join(format!("vmlinuz-{base}-prev")).display())?;
+            let initrd = boot.join(format!("initramfs-{base}.img"));
+            if initrd.is_file() {
+                writeln!(out, "  copy {} to {}", initrd.display(), boot.join(format!("initramfs-{base}-prev.img")).display())?;
+            }
+            writeln!(out, "  copy {} to {}", moddir.display(), store(ctx).join(&kver).display())?;
+            let entries = ctx.root_path("/boot/loader/entries");
+            if entries.is_dir() {
+                writeln!(out, "  write the boot entry {}", entries.join(format!("rtool-{base}-prev.conf")).display())?;
+            }
+            kept += 1;
             continue;
         }
         copy_atomic(&img, &boot.join(format!("vmlinuz-{base}-prev")))?;
@@ -125,8 +139,10 @@ fn keep(ctx: &Ctx) -> Result<u8> {
         }
         kept += 1;
     }
-    if kept == 0 && !ctx.dry_run {
-        writeln!(out, "no kernel with its modules in {}: nothing kept", boot.display())?;
+    if kept == 0 {
+        writeln!(out, "no kernel with its modules in {}: nothing {}", boot.display(), if ctx.dry_run { "to keep" } else { "kept" })?;
+    } else if ctx.dry_run {
+        writeln!(out, "nothing was changed (--dry-run)")?;
     }
     Ok(exit::OK)
 }
@@ -190,6 +206,7 @@ fn restore(ctx: &Ctx) -> Result<u8> {
 fn list(ctx: &Ctx) -> Result<u8> {
     let mut out = ctx.out();
     let boot = ctx.root_path("/boot");
+    let mut rows = Vec::new();
     for kver in kept(ctx) {
         let prev: Vec<String> = std::fs::read_dir(&boot)
             .map(|rd| {
@@ -200,7 +217,20 @@ fn list(ctx: &Ctx) -> Result<u8> {
                     .collect()
             })
             .unwrap_or_default();
+        if ctx.json {
+            rows.push(
+                Json::obj()
+                    .with("kernel", &kver)
+                    .with("modules", store(ctx).join(&kver).display().to_string())
+                    .with("images", prev.iter().map(|p| boot.join(p).display().to_string()).collect::<Vec<_>>()),
+            );
+            continue;
+        }
         writeln!(out, "{kver}: modules kept; {}", if prev.is_empty() { "no -prev image in /boot".to_string() } else { format!("boots from {}", prev.iter().map(|p| boot.join(p).display().to_string()).collect::<Vec<_>>().join(", ")) })?;
+    }
+    if ctx.json {
+        let j = Json::obj().with("store", store(ctx).display().to_string()).with("kept", Json::Arr(rows));
+        writeln!(out, "{j:#}")?;
     }
     Ok(exit::OK)
 }

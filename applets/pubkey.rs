@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use rtool::json::Json;
 use rtool::net::http::{self, Client};
 use rtool::ssh::authorized::KeysFile;
 use rtool::ssh::key::PublicKey;
@@ -39,7 +40,11 @@ pub fn command() -> Command {
                 .arg(Arg::new("ca_file").long("ca-file").value_name("PEM").value_parser(clap::value_parser!(PathBuf))
                     .help("Trust only the certificates in PEM instead of the built-in roots")),
         )
-        .subcommand(Command::new("list").about("Fingerprints of the authorized keys, as `ssh-keygen -lf` prints them"))
+        .subcommand(
+            Command::new("list")
+                .about("Fingerprints of the authorized keys, as `ssh-keygen -lf` prints them")
+                .arg(ctx::arg_json()),
+        )
         .subcommand(
             Command::new("remove")
                 .about("Remove the keys with these fingerprints")
@@ -58,6 +63,7 @@ pub fn command() -> Command {
   rtool pubkey add --user alice --root /mnt ./alice.pub   # into the installed system
   rtool pubkey add -n github:alice              # show what would be added
   rtool pubkey list
+  rtool pubkey list --json | jq -r '.keys[].fingerprint'
   rtool pubkey remove SHA256:hWPKS4xk1vGNenXA5xfrB0zuoMUMSRa/pZKPcbm/hK0
 
 Exit status: 0 done (also when every key was there already); 2 usage, http:// without
@@ -221,11 +227,33 @@ fn list(ctx: &Ctx, user: &str) -> Result<u8> {
         ctx.note(format!("{}: no such file: {user} has no authorized key", file.path.display()));
     }
     let mut out = ctx.out();
+    let (mut keys, mut bad) = (Vec::new(), Vec::new());
     for e in file.entries() {
         match e.key {
+            Ok(k) if ctx.json => keys.push(
+                Json::obj()
+                    .with("line", e.line)
+                    .with("type", k.algo.name())
+                    .with("bits", u64::from(k.bits))
+                    .with("fingerprint", k.fingerprint())
+                    .with("comment", k.comment.trim_end())
+                    .with("options", k.options.clone()),
+            ),
             Ok(k) => writeln!(out, "{}", k.keygen_line())?,
-            Err(why) => ctx.warn(format!("{} line {}: {why} (not listed)", file.path.display(), e.line)),
+            Err(why) => {
+                ctx.warn(format!("{} line {}: {why} (not listed)", file.path.display(), e.line));
+                bad.push(Json::obj().with("line", e.line).with("reason", why));
+            }
         }
+    }
+    if ctx.json {
+        let j = Json::obj()
+            .with("user", user)
+            .with("file", file.path.display().to_string())
+            .with("exists", file.exists)
+            .with("keys", Json::Arr(keys))
+            .with("bad_lines", Json::Arr(bad));
+        writeln!(out, "{j:#}")?;
     }
     Ok(exit::OK)
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use clap::{Arg, ArgMatches, Command};
 use rtool::kernel::modload::{self, State};
-use rtool::{exit, Ctx, Error, Kind, Result};
+use rtool::{ctx, exit, Ctx, Error, Kind, Result};
 
 pub fn command() -> Command {
     Command::new("rmmod")
@@ -15,9 +15,11 @@ pub fn command() -> Command {
         )
         .arg(Arg::new("modules").value_name("MODULE").required(true).num_args(1..)
             .help("Modules to unload, in this order"))
+        .arg(ctx::arg_dry_run())
         .after_help(
             "Examples:
   rtool rmmod ixgbe
+  rtool rmmod -n ixgbe        # whether it is loaded and what holds it; nothing unloaded
   rtool rmmod dummy
 
 Exit status: 0 unloaded; 4 in use or refused; 7 not loaded, or not root.",
@@ -25,7 +27,9 @@ Exit status: 0 unloaded; 4 in use or refused; 7 not loaded, or not root.",
 }
 
 pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
-    ctx.require_root("it unloads kernel modules")?;
+    if !ctx.dry_run {
+        ctx.require_root("it unloads kernel modules")?;
+    }
     let sys_module = ctx.host_path("/sys/module");
     let mut out = ctx.out();
     for name in m.get_many::<String>("modules").into_iter().flatten() {
@@ -36,6 +40,27 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
                 return Err(Error::new(Kind::System, format!("{name} is built into the kernel and cannot be unloaded")))
             }
             State::Loaded => {}
+        }
+        if ctx.dry_run {
+            // What the kernel would refuse is known now: the holders and the use count.
+            let (holders, refcnt, ifaces) = modload::users(&ctx.host, &name);
+            let mut why = Vec::new();
+            if !holders.is_empty() {
+                why.push(format!("held by the modules {}", holders.join(", ")));
+            }
+            if !ifaces.is_empty() {
+                why.push(format!("driving {}", ifaces.join(", ")));
+            }
+            match refcnt {
+                Some(n) if n > 0 && holders.is_empty() => why.push(format!("use count {n}")),
+                _ => {}
+            }
+            if why.is_empty() {
+                writeln!(out, "would unload {name}")?;
+            } else {
+                writeln!(out, "would unload {name} ({}; the kernel refuses while it is in use)", why.join(", "))?;
+            }
+            continue;
         }
         match modload::remove(&name)? {
             Ok(()) => {
@@ -54,3 +79,4 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     }
     Ok(exit::OK)
 }
+

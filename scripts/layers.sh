@@ -48,10 +48,12 @@ net:         @helpers ctx pkg sys archive sig
 ssh:         @helpers ctx pkg sys archive sig net
 kernel:      @helpers ctx pkg sys archive sig net
 transaction: @helpers ctx pkg sys archive sig net
+stick:       @helpers ctx pkg sys archive sig net kernel
 # dispatch, and the crate roots
 applet:      error ctx
 install:     @helpers ctx sys
-cli:         @helpers ctx applet install
+manual:      @helpers applet
+cli:         @helpers ctx applet install manual
 lib:         *
 applets:     *
 main:        cli applet

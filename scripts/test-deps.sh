@@ -39,6 +39,9 @@ lz4:lz4
 e2fsprogs:mkfs.ext4
 e2fsprogs:chattr
 busybox-static:/bin/busybox
+groff-base:groff
+zsh:zsh
+fish:fish
 arch-install-scripts:arch-chroot
 dosfstools:mkfs.vfat
 fdisk:sfdisk

@@ -16,3 +16,16 @@ pub struct Applet {
     /// The work. Returns the exit code (see [`crate::error::exit`]) or an error.
     pub run: fn(&Ctx, &ArgMatches) -> Result<u8>,
 }
+
+impl Applet {
+    /// The applet's full clap command as it parses: its own arguments, name, version, summary
+    /// and the `-v`/`-q` every applet takes. `bin_name` is how usage lines spell the call.
+    pub fn full_command(&self, bin_name: impl Into<String>) -> Command {
+        (self.command)()
+            .name(self.name)
+            .bin_name(bin_name.into())
+            .version(env!("CARGO_PKG_VERSION"))
+            .about(self.summary)
+            .args(crate::ctx::args_verbosity())
+    }
+}

@@ -8,6 +8,8 @@ use crate::applet::Applet;
 use crate::ctx::{self, Ctx};
 use crate::error::{exit, Error, Kind, Result};
 use crate::install;
+use crate::json::Json;
+use crate::manual;
 use crate::text;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -32,6 +34,7 @@ pub fn dispatch(applets: &'static [Applet], args: Vec<OsString>) -> u8 {
             report(writeln!(io::stdout(), "rtool {VERSION}").map_err(Error::from))
         }
         "--install" => report(install_cmd(applets, &argv0, rest.collect())),
+        "--generate" => report(generate_cmd(applets, rest.collect())),
         "help" => match rest.next() {
             None => report(usage(applets, &mut io::stdout().lock())),
             Some(name) => match find_os(applets, &name) {
@@ -41,7 +44,20 @@ pub fn dispatch(applets: &'static [Applet], args: Vec<OsString>) -> u8 {
         },
         _ => match find_os(applets, &first) {
             Some(a) => run_applet(a, false, rest.collect()),
-            None => unknown(&first),
+            None => {
+                let code = unknown(&first);
+                if rest.take_while(|a| a != "--").any(|a| a == "--json") {
+                    let name = first.to_string_lossy();
+                    let message = format!("unknown applet '{name}'");
+                    print_json_error(
+                        "rtool",
+                        &message,
+                        Some("`rtool --list` shows them all"),
+                        code,
+                    );
+                }
+                code
+            }
         },
     }
 }
@@ -83,13 +99,13 @@ fn run_applet(applet: &'static Applet, via_link: bool, args: Vec<OsString>) -> u
     let help = format!("{bin_name} --help");
     // Help is for a person even in a pipe: 80 columns unless the terminal is narrower.
     let width = text::stdout_width().unwrap_or(text::MAX_WIDTH);
-    let cmd = (applet.command)()
-        .name(applet.name)
-        .bin_name(bin_name)
-        .version(VERSION)
-        .about(applet.summary)
-        .args(ctx::args_verbosity())
-        .term_width(width);
+    let cmd = applet.full_command(bin_name).term_width(width);
+    // Before the command line is understood, `--json` anywhere ahead of a `--` asks for
+    // errors as JSON too: a script that wants JSON gets it for a mistyped option as well.
+    let json_seen = args
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json");
     let argv = std::iter::once(OsString::from(applet.name)).chain(args);
     let matches = match cmd.try_get_matches_from(argv) {
         Ok(m) => m,
@@ -106,20 +122,40 @@ fn run_applet(applet: &'static Applet, via_link: bool, args: Vec<OsString>) -> u
                             .map_err(Error::from),
                     )
                 }
-                _ => usage_error(applet.name, &help, &e),
+                _ => usage_error(applet.name, &help, &e, json_seen),
             };
         }
     };
     let result = Ctx::from_matches(applet.name, &matches).and_then(|c| (applet.run)(&c, &matches));
     match result {
         Ok(code) => code,
-        Err(e) => print_error(applet.name, &e),
+        Err(e) => {
+            let code = print_error(applet.name, &e);
+            if ctx::json_wanted(&matches) && e.kind() != Kind::BrokenPipe {
+                print_json_error(applet.name, &e.to_string(), e.hint_text(), code);
+            }
+            code
+        }
     }
+}
+
+/// `{"error": {"applet", "message", "hint", "exit"}}` on stdout, one line, for `--json`;
+/// the person still reads the error on stderr.
+pub fn print_json_error(who: &str, message: &str, hint: Option<&str>, code: u8) {
+    let j = Json::obj().with(
+        "error",
+        Json::obj()
+            .with("applet", who)
+            .with("message", message)
+            .with("hint", hint)
+            .with("exit", u64::from(code)),
+    );
+    let _ = writeln!(io::stdout(), "{j}");
 }
 
 /// A command line the applet cannot take, said as every other error is: one `error:` line
 /// and one `hint:` line (a suggested spelling when there is one, and where the usage is).
-fn usage_error(who: &str, help: &str, e: &clap::Error) -> u8 {
+fn usage_error(who: &str, help: &str, e: &clap::Error, json: bool) -> u8 {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let text = |k| match e.get(k) {
         Some(ContextValue::String(s)) => Some(s.clone()),
@@ -139,13 +175,36 @@ fn usage_error(who: &str, help: &str, e: &clap::Error) -> u8 {
         },
         _ => first.strip_prefix("error: ").unwrap_or(first).to_string(),
     };
+    let hint = match text(ContextKind::SuggestedArg) {
+        Some(s) => format!("did you mean {s}? ({help})"),
+        None => help.to_string(),
+    };
     let mut err = io::stderr().lock();
     let _ = writeln!(err, "{who}: error: {msg}");
-    let _ = match text(ContextKind::SuggestedArg) {
-        Some(s) => writeln!(err, "{who}: hint: did you mean {s}? ({help})"),
-        None => writeln!(err, "{who}: hint: {help}"),
-    };
+    let _ = writeln!(err, "{who}: hint: {hint}");
+    drop(err);
+    if json {
+        print_json_error(who, &msg, Some(&hint), exit::USAGE);
+    }
     exit::USAGE
+}
+
+/// `rtool --generate man|bash|zsh|fish`: the manual page or a completion script on stdout.
+fn generate_cmd(applets: &'static [Applet], args: Vec<OsString>) -> Result<()> {
+    const USAGE: &str =
+        "usage: rtool --generate man|bash|zsh|fish (e.g. rtool --generate man > rtool.1)";
+    let mut args = args.into_iter();
+    let what = match (args.next(), args.next()) {
+        (Some(w), None) => {
+            manual::Output::parse(&w.to_string_lossy()).map_err(|e| e.hint(USAGE))?
+        }
+        (None, _) => return Err(Error::usage("--generate needs what to write").hint(USAGE)),
+        (Some(_), Some(_)) => return Err(Error::usage("--generate takes one name").hint(USAGE)),
+    };
+    let mut out = io::stdout().lock();
+    manual::generate(applets, what, &mut out)?;
+    out.flush()?;
+    Ok(())
 }
 
 fn report(r: Result<()>) -> u8 {
@@ -210,6 +269,8 @@ fn usage(applets: &'static [Applet], out: &mut dyn Write) -> Result<()> {
                                    (hard links; -s for symbolic links); chroot,
                                    modprobe and rmmod only with --all, as they
                                    would shadow the system's own tools
+       rtool --generate man|bash|zsh|fish
+                                   the manual page, or a shell's completions
        rtool --version
 "
     )?;

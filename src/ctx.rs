@@ -84,7 +84,7 @@ impl Ctx {
     /// Builds the context from an applet's parsed arguments; options the applet does not
     /// declare keep their defaults.
     pub fn from_matches(applet: &'static str, m: &ArgMatches) -> Result<Ctx> {
-        let flag = |id: &str| matches!(m.try_get_one::<bool>(id), Ok(Some(true)));
+        let flag = |id: &str| flag_anywhere(m, id);
         let host = match std::env::var_os(HOST_ROOT_ENV) {
             Some(h) if !h.is_empty() => absolute(Path::new(&h))?,
             _ => PathBuf::from("/"),
@@ -114,7 +114,7 @@ impl Ctx {
             root,
             host,
             dry_run: flag("dry_run"),
-            json: flag("json"),
+            json: json_wanted(m),
             verbosity,
             color: color_wanted(io::stdout().is_terminal()),
         })
@@ -184,6 +184,18 @@ impl Ctx {
     pub fn warn(&self, msg: impl AsRef<str>) {
         let _ = writeln!(io::stderr(), "{}: warning: {}", self.applet, msg.as_ref());
     }
+}
+
+/// Whether `--json` was given, to the applet or to its subcommand (`pubkey list --json`).
+pub fn json_wanted(m: &ArgMatches) -> bool {
+    flag_anywhere(m, "json")
+}
+
+/// A flag set on the command or on any subcommand below it.
+fn flag_anywhere(m: &ArgMatches, id: &str) -> bool {
+    matches!(m.try_get_one::<bool>(id), Ok(Some(true)))
+        || m.subcommand()
+            .is_some_and(|(_, sub)| flag_anywhere(sub, id))
 }
 
 /// This process's command line, quoted so that a shell reads it back the same.

@@ -147,6 +147,20 @@ impl Error {
         self.hint.as_deref()
     }
 
+    /// The first error of type `E` in the source chain: for a caller that acts on one cause
+    /// (a name that did not resolve, an HTTP status) without reading the message.
+    pub fn cause<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        let mut source: Option<&(dyn std::error::Error + 'static)> =
+            self.source.as_deref().map(|s| s as _);
+        while let Some(s) = source {
+            if let Some(e) = s.downcast_ref::<E>() {
+                return Some(e);
+            }
+            source = s.source();
+        }
+        None
+    }
+
     /// Wraps the error in one more layer of context ("while doing X").
     pub fn context(mut self, what: impl Into<String>) -> Self {
         self.context.insert(0, what.into());
@@ -268,6 +282,29 @@ mod tests {
     fn broken_pipe_is_quiet_success() {
         let e: Error = io::Error::from(io::ErrorKind::BrokenPipe).into();
         assert_eq!(e.exit_code(), exit::OK);
+    }
+
+    #[test]
+    fn a_cause_is_found_anywhere_in_the_chain() {
+        #[derive(Debug)]
+        struct Outer(io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("outer")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Error::invalid("x").with_source(Outer(io::Error::other("inner")));
+        assert!(e.cause::<Outer>().is_some());
+        assert_eq!(
+            e.cause::<io::Error>().map(|e| e.to_string()),
+            Some("inner".into())
+        );
+        assert!(Error::invalid("y").cause::<io::Error>().is_none());
     }
 
     #[test]

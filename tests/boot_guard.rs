@@ -135,3 +135,87 @@ fn refuses_a_directory_that_holds_a_stray_kernel() {
     assert_eq!(read(&d, "moved").0, "kernel\n");
     assert!(read(&d, "status").0.contains("guarded"));
 }
+
+/// `-n` on a directory holding a stray kernel: the plan names each step, and the root is
+/// the same afterwards, down to modes and contents. No mount is involved: nothing is
+/// mounted on the fake root's /boot.
+#[test]
+fn dry_run_names_the_steps_and_changes_nothing() {
+    let r = common::FakeRoot::new();
+    r.write("/boot/vmlinuz-linux", "stray kernel");
+    let before = common::tree::listing(r.path(), &[]);
+    let out = common::rtool(["boot-guard", "-n", "--move-to"])
+        .arg(r.at("/root/stray-boot"))
+        .arg("--root")
+        .arg(r.path())
+        .run()
+        .success()
+        .stdout();
+    assert!(
+        out.contains("would move vmlinuz-linux to")
+            && out.contains("would set the mode of the directory under")
+            && out.contains("to 000")
+            && out.contains("would set the immutable flag")
+            && out.contains("nothing was changed"),
+        "{out}"
+    );
+    assert_eq!(common::tree::listing(r.path(), &[]), before);
+
+    // The same plan as JSON, and the status of the unguarded directory.
+    let j = common::rtool(["boot-guard", "-n", "--json", "--move-to"])
+        .arg(r.at("/root/stray-boot"))
+        .arg("--root")
+        .arg(r.path())
+        .run()
+        .success()
+        .json();
+    assert_eq!(j["action"], "guard");
+    assert_eq!(j["dry_run"], true);
+    assert_eq!(j["steps"].as_array().unwrap().len(), 3, "{j}");
+    let st = common::rtool(["boot-guard", "--status", "--json", "--root"])
+        .arg(r.path())
+        .run()
+        .status(1)
+        .json();
+    assert_eq!(st["guarded"], false);
+    assert_eq!(st["mounted"], serde_json::Value::Null);
+    assert_eq!(
+        st["under"]["mode"].as_u64(),
+        Some(0o755),
+        "mode is a number: {st}"
+    );
+    assert_eq!(st["under"]["mode_octal"], "0755");
+    assert_eq!(st["under"]["entries"][0], "vmlinuz-linux");
+    assert_eq!(common::tree::listing(r.path(), &[]), before);
+}
+
+#[test]
+fn status_json_after_guarding_and_undo_dry_run_keeps_the_guard() {
+    let d = with_root(
+        "ext4",
+        "mount -t tmpfs realboot \"$R/boot\"\n\
+         try guard \"$RTOOL\" boot-guard --root \"$R\"\n\
+         try status \"$RTOOL\" boot-guard --status --json --root \"$R\"\n\
+         try undo_n \"$RTOOL\" boot-guard --undo -n --root \"$R\"\n\
+         try status2 \"$RTOOL\" boot-guard --status --json --root \"$R\"\n\
+         try undo \"$RTOOL\" boot-guard --undo --root \"$R\"\n",
+    );
+    assert_eq!(read(&d, "guard").2, 0, "{}", read(&d, "guard").1);
+    for n in ["status", "status2"] {
+        let (out, err, code) = read(&d, n);
+        assert_eq!(code, 0, "{err}");
+        let j: serde_json::Value = serde_json::from_str(&out).expect(&out);
+        assert_eq!(j["guarded"], true, "{j}");
+        assert_eq!(j["mounted"]["source"], "realboot");
+        assert_eq!(j["mounted"]["fstype"], "tmpfs");
+        assert_eq!(j["under"]["mode"].as_u64(), Some(0));
+        assert_eq!(j["under"]["immutable"], true);
+    }
+    let (out, _, code) = read(&d, "undo_n");
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("would clear the immutable flag") && out.contains("to 0755"),
+        "{out}"
+    );
+    assert_eq!(read(&d, "undo").2, 0);
+}

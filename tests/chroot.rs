@@ -884,3 +884,93 @@ echo "status=$st""#,
         ]
     );
 }
+
+/// `-n` with `--zpool` and with `--luks`: the plan names the import with its altroot, the
+/// keys, the mounts, the command and the teardown; neither zpool, zfs nor cryptsetup is run,
+/// and the namespace's mount table and the directory are as they were.
+#[test]
+fn dry_run_prints_the_plan_and_runs_no_tool() {
+    let s = Scratch::new();
+    let d = s.path().join("d");
+    let key = s.path().join("key");
+    std::fs::write(&key, "secret").expect("key");
+    let stubs = pool_stubs();
+    stubs.add("cryptsetup", 0);
+    let before = common::tree::listing(s.path(), &[]);
+    let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", stubs.path().display());
+    let out = in_mount_ns(
+        r#"cat /proc/self/mountinfo > "$T/mi.before"
+echo "== zpool"; $RTOOL chroot -n --zpool tank --key-file "$KEY" --mount-boot "$D" -- /bin/true
+echo "== force"; $RTOOL chroot --dry-run --zpool tank --force-import --keep "$D"
+echo "== luks"; $RTOOL chroot -n --luks /dev/rtool-no-such-disk:cryptroot "$D" /bin/ls -l
+cat /proc/self/mountinfo > "$T/mi.after"
+cmp "$T/mi.before" "$T/mi.after"; rm "$T/mi.before" "$T/mi.after""#,
+        &[
+            ("T", s.path().as_os_str()),
+            ("D", d.as_os_str()),
+            ("KEY", key.as_os_str()),
+            ("PATH", OsStr::new(&path)),
+        ],
+    )
+    .success();
+    s.assert_no_mounts();
+    assert_eq!(
+        stubs.calls(),
+        Vec::<String>::new(),
+        "no tool may run for a plan"
+    );
+    assert_eq!(common::tree::listing(s.path(), &[]), before);
+    let text = out.stdout();
+    let part = |name: &str| {
+        text.split(&format!("== {name}\n"))
+            .nth(1)
+            .and_then(|t| t.split("\n== ").next())
+            .unwrap_or_else(|| panic!("no {name} part:\n{text}"))
+            .to_string()
+    };
+    let zpool = stubs.path().join("zpool");
+    let zfs = stubs.path().join("zfs");
+    let (p, dd) = (part("zpool"), d.display());
+    for step in [
+        format!("plan for {dd} (nothing is changed)"),
+        format!(
+            "1. ZPOOL_IMPORT_UDEV_TIMEOUT_MS=0 {} import -N -R {dd} tank",
+            zpool.display()
+        ),
+        format!(
+            "2. load the key of each encryption root of tank from {}",
+            key.display()
+        ),
+        format!("{} mount -a", zfs.display()),
+        format!("mount /boot, /efi and /boot/efi as {dd}/etc/fstab lists them"),
+        "mount proc, sys".to_string(),
+        format!("chroot {dd} /bin/true"),
+        format!("then {} export tank", zpool.display()),
+    ] {
+        let step = if Path::new("/run/udev/control").exists() {
+            step.replace("ZPOOL_IMPORT_UDEV_TIMEOUT_MS=0 ", "")
+        } else {
+            step
+        };
+        assert!(p.contains(&step), "{step:?} missing from the plan:\n{p}");
+    }
+    let f = part("force");
+    assert!(f.contains(&format!("import -f -N -R {dd} tank")), "{f}");
+    assert!(
+        f.contains("asking on the terminal") && f.contains("target's shell"),
+        "{f}"
+    );
+    assert!(f.contains("but keep (--keep)"), "{f}");
+    let l = part("luks");
+    for step in [
+        format!(
+            "1. {} open /dev/rtool-no-such-disk cryptroot",
+            stubs.path().join("cryptsetup").display()
+        ),
+        format!("2. mount /dev/mapper/cryptroot on {dd}"),
+        format!("chroot {dd} /bin/ls -l"),
+        "cryptsetup close cryptroot".to_string(),
+    ] {
+        assert!(l.contains(&step), "{step:?} missing from the plan:\n{l}");
+    }
+}

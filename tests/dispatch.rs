@@ -315,3 +315,58 @@ fn install_into_a_directory_name_that_is_a_file_fails_cleanly() {
         .status(4)
         .stderr_has(&f.display().to_string());
 }
+
+/// `--json` anywhere before `--` asks for errors as JSON on stdout: a usage error the parser
+/// finds, a bad `--root`, and an error from the applet's own work; the person's two lines
+/// stay on stderr.
+#[test]
+fn errors_are_json_on_stdout_when_json_is_asked_for() {
+    let check = |d: &common::Done, applet: &str, code: i32, said: &str| {
+        assert_eq!(d.code(), code, "{}", d.stderr());
+        let j = d.json();
+        let e = &j["error"];
+        assert_eq!(e["applet"], applet, "{j}");
+        assert_eq!(
+            e["exit"].as_u64(),
+            Some(code as u64),
+            "exit is a number: {j}"
+        );
+        assert!(e["message"].as_str().unwrap().contains(said), "{j}");
+        assert!(e["hint"].is_string() || e["hint"].is_null(), "{j}");
+        assert!(
+            d.stderr().contains(&format!("{applet}: error: ")),
+            "{}",
+            d.stderr()
+        );
+    };
+    // The parser's error, with the suggestion as the hint.
+    let d = rtool(["doctor", "--json", "--jsn"]).run();
+    check(&d, "doctor", 2, "unknown option --jsn");
+    assert!(d.json()["error"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean --json?"));
+    // Before the applet runs: the target is not a system.
+    let d = rtool(["preflight", "--json", "--root", "/nonexistent-rtool-root"]).run();
+    check(&d, "preflight", 2, "/nonexistent-rtool-root");
+    // The applet's own error, from a subcommand with --json.
+    let t = tempfile::tempdir().unwrap();
+    let d = rtool(["initramfs", "check", "--json", "--module", "zfs"])
+        .arg(t.path().join("missing.img"))
+        .run();
+    check(&d, "initramfs", 7, "missing.img");
+    // An applet without --json: the unknown option is still said as JSON.
+    let d = rtool(["vercmp", "1", "2", "--json"]).run();
+    assert_eq!(d.json()["error"]["exit"].as_u64(), Some(2));
+    // No such applet.
+    let d = rtool(["doktor", "--json"]).run();
+    assert_eq!(d.code(), 127);
+    assert_eq!(d.json()["error"]["exit"].as_u64(), Some(127));
+    assert!(d.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("doktor"));
+    // Without --json, stdout stays empty; after `--` it belongs to the command.
+    let d = rtool(["doctor", "--jsn"]).run();
+    assert_eq!((d.code(), d.stdout()), (2, String::new()));
+}

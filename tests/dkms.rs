@@ -626,3 +626,97 @@ fn help_tells_of_reuse_rebuild_and_the_exit_codes() {
     );
     rtool(["dkms", "build"]).run().status(2);
 }
+
+#[test]
+fn dry_run_names_the_steps_and_builds_nothing() {
+    let (r, k) = target();
+    let src = module("gpl-hello", r.path());
+    let before = common::tree::listing(r.path(), &[]);
+    let out = build(r.path(), &src, &k, &["-n"]).success().stdout();
+    let dest = r
+        .path()
+        .join("usr/lib/modules")
+        .join(&k)
+        .join("updates/dkms/gpl_hello.ko");
+    for step in [
+        format!("gpl-hello 1.0 for {k}: would"),
+        format!("copy {} to ", src.display()),
+        "and compile it there".to_string(),
+        format!("install {}", dest.display()),
+        format!("run depmod {k}"),
+        "nothing was compiled or installed".to_string(),
+    ] {
+        assert!(
+            out.contains(&step),
+            "{step:?} missing from the plan:\n{out}"
+        );
+    }
+    assert_eq!(
+        common::tree::listing(r.path(), &[]),
+        before,
+        "nothing changed, not even --work"
+    );
+
+    // Built once, a dry run says it would reuse the build.
+    build(r.path(), &src, &k, &[]).success();
+    let j = build(r.path(), &src, &k, &["-n", "--json"])
+        .success()
+        .json();
+    assert_eq!(j["dry_run"], true);
+    assert_eq!(j["results"][0]["status"], "would-reuse", "{j}");
+}
+
+#[test]
+fn json_reports_built_refused_and_failed_with_logs_and_causes() {
+    let (r, k) = target();
+    let src = module("gpl-hello", r.path());
+    let j = build(r.path(), &src, &k, &["--json"]).success().json();
+    assert_eq!(j["ok"], true);
+    let res = &j["results"][0];
+    assert_eq!(
+        (
+            res["module"].as_str(),
+            res["version"].as_str(),
+            res["kernel"].as_str(),
+            res["status"].as_str()
+        ),
+        (
+            Some("gpl-hello"),
+            Some("1.0"),
+            Some(k.as_str()),
+            Some("built")
+        ),
+        "{j}"
+    );
+    assert!(Path::new(res["log"].as_str().unwrap()).is_file(), "{j}");
+    let installed = res["installed"].as_array().unwrap();
+    assert_eq!(installed.len(), 1);
+    assert!(Path::new(installed[0].as_str().unwrap()).is_file());
+    assert!(
+        res["built"][0].as_str().unwrap().ends_with("gpl_hello.ko"),
+        "{j}"
+    );
+    assert_eq!(res["depmod"], true);
+
+    let old = module("meta-old", r.path());
+    let j = build(r.path(), &old, &k, &["--json"]).status(1).json();
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["results"][0]["status"], "refused");
+    assert!(
+        j["results"][0]["reason"].as_str().unwrap().contains("5.15"),
+        "{j}"
+    );
+
+    let bad = module("cddl-gplonly", r.path());
+    let j = build(r.path(), &bad, &k, &["--json"]).status(8).json();
+    let res = &j["results"][0];
+    assert_eq!(res["status"], "failed", "{j}");
+    assert!(Path::new(res["log"].as_str().unwrap()).is_file());
+    assert_eq!(res["causes"][0]["kind"], "gpl-only", "{j}");
+
+    // A source that does not exist: the error as JSON.
+    let e = build(r.path(), Path::new("nosuch/1.0"), &k, &["--json"]);
+    assert_ne!(e.code(), 0);
+    assert_eq!(e.json()["error"]["applet"], "dkms");
+    assert_eq!(e.json()["error"]["exit"].as_u64(), Some(e.code() as u64));
+}

@@ -266,6 +266,12 @@ fn info_shows_the_pkginfo() {
         .json();
     assert_eq!(j["pkgname"], "cmatrix");
     assert_eq!(j["compression"], "zstd");
+    // Bytes and seconds are numbers.
+    assert!(j["size"].as_u64().is_some_and(|n| n > 0), "{j}");
+    assert!(
+        j["builddate"].as_u64().is_some_and(|n| n > 1_600_000_000),
+        "{j}"
+    );
     let e = rtool(["extract", "--info", "--json"])
         .arg(pkg("rtool-epoch-2:3.1-4-x86_64.pkg.tar.xz"))
         .run()

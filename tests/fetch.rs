@@ -6,8 +6,8 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::server::{archive, archive_root, tls, Fault, FaultProxy, Nginx};
-use common::{in_mount_ns, rtool, Cmd, Done};
+use common::server::{archive, archive_root, tls, unresolvable_host, Fault, FaultProxy, Nginx};
+use common::{in_mount_ns, rtool, Cmd, Done, FakeRoot};
 
 fn keyring() -> PathBuf {
     archive().join("keyring")
@@ -84,6 +84,14 @@ fn list_shows_every_version_newest_first_by_vercmp() {
     assert_eq!(z[0]["version"], "2:2.1.9-1");
     assert_eq!(z[0]["file"], "zfs-utils-2:2.1.9-1-x86_64.pkg.tar.zst");
     assert_eq!(z[0]["signed"], true);
+    // The size is a number of bytes; the listing's rounded text stays beside it.
+    assert!(z[0]["size"].is_u64(), "{z}");
+    assert!(z[0]["size_exact"].is_boolean(), "{z}");
+    assert!(z[0]["size_listed"].is_string(), "{z}");
+    let listed = z[0]["size_listed"].as_str().unwrap();
+    if z[0]["size_exact"] == true {
+        assert_eq!(z[0]["size"].as_u64().unwrap().to_string(), listed);
+    }
 }
 
 #[test]
@@ -105,7 +113,118 @@ fn list_marks_the_running_kernel() {
         .lines()
         .find(|l| l.contains("running kernel"))
         .unwrap_or_else(|| panic!("{out}"));
-    assert!(line.starts_with("6.2.8.arch1-1"), "{out}");
+    assert!(line.trim_start().starts_with("6.2.8.arch1-1"), "{out}");
+}
+
+/// The line of `out` for `version` (the first column after the mark).
+fn list_line<'a>(out: &'a str, version: &str) -> &'a str {
+    out.lines()
+        .find(|l| {
+            l.get(2..)
+                .is_some_and(|v| v.starts_with(&format!("{version} ")))
+        })
+        .unwrap_or_else(|| panic!("no line for {version}:\n{out}"))
+}
+
+#[test]
+fn list_marks_the_installed_and_cached_versions() {
+    let n = server();
+    // The target keeps its database and cache where its pacman.conf says, not at the defaults.
+    let root = FakeRoot::new();
+    root.write(
+        "/etc/pacman.conf",
+        "[options]\nDBPath = /srv/pacman/\nCacheDir = /srv/cache/one/ /srv/cache/two/\n",
+    )
+    .write(
+        "/srv/pacman/local/linux-6.2.8.arch1-1/desc",
+        "%NAME%\nlinux\n\n%VERSION%\n6.2.8.arch1-1\n\n",
+    )
+    .write(
+        "/srv/pacman/local/linux-headers-6.2.10.arch1-1/desc",
+        "%NAME%\nlinux-headers\n\n%VERSION%\n6.2.10.arch1-1\n\n",
+    )
+    .write("/srv/cache/two/linux-6.2.7.arch1-1-x86_64.pkg.tar.zst", "x")
+    .write(
+        "/srv/cache/two/linux-6.2.7.arch1-1-x86_64.pkg.tar.zst.sig",
+        "x",
+    )
+    // Neither a half download nor the default cache counts.
+    .write(
+        "/srv/cache/one/linux-6.2.10.arch1-1-x86_64.pkg.tar.zst.part",
+        "x",
+    )
+    .write(
+        "/var/cache/pacman/pkg/linux-6.2.10.arch1-1-x86_64.pkg.tar.zst",
+        "x",
+    );
+    let listed = |extra: &[&str]| {
+        list_cmd(&n, "linux")
+            .arg("--root")
+            .arg(root.path())
+            .args(extra)
+    };
+    let out = listed(&[]).run().success().stdout();
+    assert!(out.starts_with("  VERSION "), "{out}");
+    assert!(list_line(&out, "6.2.8.arch1-1").starts_with("+ "), "{out}");
+    assert!(
+        list_line(&out, "6.2.8.arch1-1").ends_with("  (installed)"),
+        "{out}"
+    );
+    assert!(list_line(&out, "6.2.7.arch1-1").starts_with("  "), "{out}");
+    assert!(
+        list_line(&out, "6.2.7.arch1-1").ends_with(".pkg.tar.zst  (cached)"),
+        "{out}"
+    );
+    assert!(
+        list_line(&out, "6.2.10.arch1-1").ends_with(".pkg.tar.zst"),
+        "{out}"
+    );
+    assert_eq!(out.matches('+').count(), 1, "{out}");
+
+    let marks = |json: serde_json::Value| -> Vec<(String, bool, bool)> {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                let b = |k: &str| v[k].as_bool().unwrap_or_else(|| panic!("{k}: {v}"));
+                (
+                    v["version"].as_str().unwrap().to_string(),
+                    b("installed"),
+                    b("cached"),
+                )
+            })
+            .collect()
+    };
+    let mark = |v: &str, i: bool, c: bool| (v.to_string(), i, c);
+    assert_eq!(
+        marks(listed(&["--json"]).run().success().json()),
+        [
+            mark("6.2.10.arch1-1", false, false),
+            mark("6.2.8.arch1-1", true, false),
+            mark("6.2.7.arch1-1", false, true),
+        ]
+    );
+    // -o DIR is the cache that counts, the target's CacheDirs no longer.
+    let d = out_dir();
+    fs::write(
+        d.path().join("linux-6.2.10.arch1-1-x86_64.pkg.tar.zst"),
+        "x",
+    )
+    .unwrap();
+    assert_eq!(
+        marks(
+            listed(&["--json", "-o"])
+                .arg(d.path())
+                .run()
+                .success()
+                .json()
+        ),
+        [
+            mark("6.2.10.arch1-1", false, true),
+            mark("6.2.8.arch1-1", true, false),
+            mark("6.2.7.arch1-1", false, false),
+        ]
+    );
 }
 
 #[test]
@@ -725,4 +844,107 @@ fn a_corrupted_body_fails_and_is_not_kept() {
         .stderr_has("bad signature by");
     good.wait_access_log("range=\"bytes=4000-\"");
     assert!(!d.path().join(name).exists() && !d.path().join(format!("{name}.part")).exists());
+}
+
+#[test]
+fn a_name_that_does_not_resolve_fails_at_once_with_the_next_steps() {
+    let (host, lookup) = unresolvable_host();
+    let d = out_dir();
+    let mirror = format!("https://{host}");
+    // The default retries (4, 7.5 s of backoff) stay: they are for what may pass. (The
+    // keyring comes from the test archive, built on first use: before the clock starts.)
+    let cmd = rtool(["fetch-pkg", "--mirror", &mirror, "--keyring"])
+        .arg(keyring())
+        .arg("-o")
+        .arg(d.path())
+        .arg("linux");
+    let started = std::time::Instant::now();
+    let done = cmd.run();
+    let took = started.elapsed();
+    let done = done
+        .status(6)
+        .stderr_has(&format!("cannot resolve the host name {host}"))
+        .stderr_has("rtool doctor")
+        .stderr_has("rtool sfp-unlock")
+        .stderr_has("--offline -o DIR")
+        .stderr_has("--mirror URL");
+    let err = done.stderr();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("fetch-pkg: error: ") && lines[0].contains(host),
+        "{err}"
+    );
+    assert!(lines[1].starts_with("fetch-pkg: hint: "), "{err}");
+    assert!(
+        took < lookup + std::time::Duration::from_secs(2),
+        "{took:?} (one lookup takes {lookup:?}):\n{err}"
+    );
+    assert_eq!(files(d.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_dry_run_asks_no_server() {
+    let n = server();
+    let (host, _) = unresolvable_host();
+    let d = out_dir();
+    let exact = "linux-6.2.7.arch1-1-x86_64.pkg.tar.zst";
+    fs::write(d.path().join(exact), "already here").unwrap();
+    for mirror in [n.url(), format!("https://{host}")] {
+        let done = fetch(
+            &mirror,
+            d.path(),
+            &[
+                "-n",
+                "linux<6.2.8",
+                "linux=6.2.7.arch1-1",
+                "linux=6.2.8.arch1-1",
+            ],
+        )
+        .success()
+        .stdout_has(&format!(
+            "would look up linux<6.2.8 on {mirror}, and fetch it into"
+        ))
+        .stdout_has(&format!("would look up linux=6.2.8.arch1-1 on {mirror}"))
+        .stdout_has(&format!("would use {}", d.path().join(exact).display()))
+        .stderr_has("no server was asked");
+        assert!(
+            !done.stdout().contains("would look up linux=6.2.7"),
+            "{}",
+            done.stdout()
+        );
+        let plan = fetch(
+            &mirror,
+            d.path(),
+            &["-n", "--json", "--date", "2023-03-20", "linux"],
+        )
+        .success()
+        .json();
+        assert_eq!(plan[0]["spec"], "linux");
+        assert_eq!(plan[0]["date"], "2023-03-20");
+        assert_eq!(plan[0]["cached"], false);
+        rtool(["fetch-pkg", "-n", "--list", "linux", "--mirror", &mirror])
+            .run()
+            .success()
+            .stdout_has("would list the versions of linux");
+    }
+    // install -n with a spec goes through fetch-pkg's plan: no server either.
+    let root = FakeRoot::new();
+    rtool(["install", "-n", "--root"])
+        .arg(root.path())
+        .args(["--mirror", &n.url(), "--ca-file"])
+        .arg(&tls().ca)
+        .arg("--keyring")
+        .arg(keyring())
+        .arg("-o")
+        .arg(d.path())
+        .arg("linux<6.2.8")
+        .run()
+        .success()
+        .stdout_has("would look up linux<6.2.8 on ");
+    assert_eq!(files(d.path()), [exact]);
+    // The server logs what it is asked: one real request shows up, and only that one.
+    list_cmd(&n, "linux").run().success();
+    let log = n.wait_access_log("/packages/l/linux/ ");
+    assert_eq!(log.lines().count(), 1, "{log}");
 }

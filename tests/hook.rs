@@ -478,3 +478,41 @@ fn a_configured_hook_dir_is_where_the_hooks_go() {
         0
     );
 }
+
+#[test]
+fn status_json_names_each_hook_and_its_state() {
+    let r = common::FakeRoot::new();
+    r.write("/etc/pacman.conf", "[options]\nArchitecture = auto\n");
+    let before = rtool(["hook", "status", "--json", "--root"])
+        .arg(r.path())
+        .run()
+        .status(1);
+    let j = before.json();
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["binary"]["present"], false);
+    let hooks = j["hooks"].as_array().unwrap();
+    assert!(hooks.len() >= 3, "{j}");
+    assert!(hooks.iter().all(|h| h["state"] == "missing"), "{j}");
+
+    rtool(["hook", "install", "--root"])
+        .arg(r.path())
+        .run()
+        .success();
+    // A file of that name rtool did not write is reported, not claimed.
+    let first = hooks[0]["path"].as_str().unwrap().to_string();
+    fs::write(&first, "[Trigger]\n").unwrap();
+    let j = rtool(["hook", "status", "--json", "--root"])
+        .arg(r.path())
+        .run()
+        .status(1)
+        .json();
+    assert_eq!(j["binary"]["present"], true);
+    let states: Vec<&str> = j["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states[0], "foreign", "{j}");
+    assert!(states[1..].iter().all(|s| *s == "installed"), "{j}");
+}

@@ -418,3 +418,73 @@ fn debians_mkinitramfs_image_reads_like_lsinitramfs() {
             .stdout_has("zfs: MISSING");
     }
 }
+
+#[test]
+fn ls_json_gives_every_entry_with_numbers_and_its_segment() {
+    let t = trees(true, false);
+    let img = image(&t, "j.img", "zstd -q -c");
+    let j = rtool(["initramfs", "ls", "--json"])
+        .arg(&img)
+        .run()
+        .success()
+        .json();
+    let entries = j["entries"].as_array().unwrap();
+    let names: Vec<&str> = entries
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    let want = listing(&t.early) + &listing(&t.main);
+    assert_eq!(names, want.lines().collect::<Vec<_>>());
+    let named = |n: &str| {
+        entries
+            .iter()
+            .find(|e| e["name"].as_str().unwrap().trim_start_matches("./") == n)
+            .unwrap_or_else(|| panic!("{n} not listed: {j}"))
+    };
+    let init = named("init");
+    assert_eq!(init["type"], "file");
+    assert_eq!(
+        init["size"].as_u64(),
+        Some("content of init\n".len() as u64),
+        "{init}"
+    );
+    assert_eq!(init["segment"].as_u64(), Some(1));
+    assert_eq!(init["compression"], "zstd");
+    assert!(init["mode"].is_u64() && init["uid"].is_u64() && init["gid"].is_u64());
+    let ucode = named("kernel/x86/microcode/GenuineIntel.bin");
+    assert_eq!(ucode["segment"].as_u64(), Some(0));
+    assert_eq!(ucode["compression"], "none");
+    let lib = named("lib");
+    assert_eq!(
+        (lib["type"].as_str(), lib["link"].as_str()),
+        (Some("symlink"), Some("usr/lib"))
+    );
+
+    // A file that is no image: the error as JSON, exit 3.
+    let junk = t.dir.join("junk.img");
+    fs::write(&junk, b"not an initramfs at all, not even close").unwrap();
+    let e = rtool(["initramfs", "ls", "--json"]).arg(&junk).run();
+    assert_ne!(e.code(), 0);
+    assert_eq!(e.json()["error"]["exit"].as_u64(), Some(e.code() as u64));
+}
+
+#[test]
+fn extract_dry_run_counts_and_writes_nothing() {
+    let t = trees(true, true);
+    let img = image(&t, "n.img", "gzip -c");
+    let out = tempfile::tempdir().unwrap();
+    let before = common::tree::listing(out.path(), &[]);
+    let plan = rtool(["initramfs", "extract", "-n", "-C"])
+        .arg(out.path())
+        .arg(&img)
+        .run()
+        .success()
+        .stdout();
+    assert!(
+        plan.contains("would unpack 6 files")
+            && plan.contains("1 symlinks")
+            && plan.contains("nothing was written"),
+        "{plan}"
+    );
+    assert_eq!(common::tree::listing(out.path(), &[]), before);
+}

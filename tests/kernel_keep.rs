@@ -112,3 +112,71 @@ fn prune_drops_what_no_image_refers_to_and_missing_modules_are_not_kept() {
         .stderr_has("already gone");
     assert!(!r.at("/var/lib/rtool/kernel-keep/6.2.8-arch1-1").exists());
 }
+
+#[test]
+fn dry_run_lists_every_copy_and_changes_nothing() {
+    let r = FakeRoot::new();
+    installed(&r, "6.2.7-arch1-1");
+    r.write(
+        "/boot/loader/entries/arch.conf",
+        "title Arch Linux\nlinux /vmlinuz-linux\n",
+    );
+    let before = common::tree::listing(r.path(), &[]);
+    let out = rtool(["kernel-keep", "-n", "--root"])
+        .arg(r.path())
+        .run()
+        .success()
+        .stdout();
+    for step in [
+        "would keep 6.2.7-arch1-1",
+        "/boot/vmlinuz-linux to ",
+        "/boot/vmlinuz-linux-prev",
+        "/boot/initramfs-linux-prev.img",
+        "/var/lib/rtool/kernel-keep/6.2.7-arch1-1",
+        "/boot/loader/entries/rtool-linux-prev.conf",
+        "nothing was changed",
+    ] {
+        assert!(out.contains(step), "{step:?} missing from the plan:\n{out}");
+    }
+    assert_eq!(common::tree::listing(r.path(), &[]), before);
+}
+
+#[test]
+fn list_json_names_each_kept_kernel_and_its_image() {
+    let r = FakeRoot::new();
+    let empty = rtool(["kernel-keep", "--list", "--json", "--root"])
+        .arg(r.path())
+        .run()
+        .success()
+        .json();
+    assert_eq!(empty["kept"], serde_json::json!([]));
+    installed(&r, "6.2.7-arch1-1");
+    rtool(["kernel-keep", "--root"])
+        .arg(r.path())
+        .run()
+        .success();
+    let j = rtool(["kernel-keep", "--list", "--json", "--root"])
+        .arg(r.path())
+        .run()
+        .success()
+        .json();
+    let kept = j["kept"].as_array().unwrap();
+    assert_eq!(kept.len(), 1, "{j}");
+    assert_eq!(kept[0]["kernel"], "6.2.7-arch1-1");
+    assert!(kept[0]["modules"]
+        .as_str()
+        .unwrap()
+        .ends_with("/var/lib/rtool/kernel-keep/6.2.7-arch1-1"));
+    assert!(kept[0]["images"][0]
+        .as_str()
+        .unwrap()
+        .ends_with("/boot/vmlinuz-linux-prev"));
+    // --json belongs to --list: elsewhere it is a usage error, said as JSON too.
+    let e = rtool(["kernel-keep", "--json", "--root"])
+        .arg(r.path())
+        .run()
+        .status(2)
+        .json();
+    assert_eq!(e["error"]["exit"].as_u64(), Some(2));
+    assert_eq!(e["error"]["applet"], "kernel-keep");
+}

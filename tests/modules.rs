@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::fs;
+
 use common::{rtool, Cmd, FakeRoot};
 
 const KVER: &str = "6.2.8-arch1-1";
@@ -201,4 +203,154 @@ fn sfp_unlock_will_not_cut_the_ssh_session_it_runs_in() {
         .success()
         .stderr_has("warning: this ssh session runs over sfp0")
         .stdout_has("would unload ixgbe (1 interface(s))");
+}
+
+/// A running system on KVER whose ixgbe is a real ELF object (made by gcc) with ixgbe's
+/// `.modinfo` parameter, depending on mdio (loaded before it); no interfaces.
+fn sfp_host(with_ixgbe: bool) -> FakeRoot {
+    let host = FakeRoot::new();
+    host.write("/proc/sys/kernel/osrelease", format!("{KVER}\n"))
+        .write("/proc/cmdline", "quiet\n")
+        .mkdir("/sys/module")
+        .mkdir("/sys/class/net");
+    let m = format!("/usr/lib/modules/{KVER}");
+    let src = host.at("/tmp/ixgbe.c");
+    host.write(
+        "/tmp/ixgbe.c",
+        "static const char modinfo[] __attribute__((section(\".modinfo\"), used)) =\n\
+         \"parm=allow_unsupported_sfp:Allow unsupported and untested SFP+ modules on 82599-based adapters\\0\"\n\
+         \"parmtype=allow_unsupported_sfp:uint\\0depends=mdio\\0\";\n",
+    );
+    for (name, dir) in [
+        ("ixgbe", "kernel/drivers/net/ethernet/intel/ixgbe"),
+        ("mdio", "kernel/drivers/net"),
+    ] {
+        host.mkdir(&format!("{m}/{dir}"));
+        Cmd::new("gcc")
+            .args(["-c", "-o"])
+            .arg(host.at(&format!("{m}/{dir}/{name}.ko")))
+            .arg(&src)
+            .run()
+            .success();
+    }
+    let dep = if with_ixgbe {
+        "kernel/drivers/net/ethernet/intel/ixgbe/ixgbe.ko: kernel/drivers/net/mdio.ko\nkernel/drivers/net/mdio.ko:\n"
+    } else {
+        "kernel/drivers/net/mdio.ko:\n"
+    };
+    host.write(&format!("{m}/modules.dep"), dep);
+    fs::remove_file(src).unwrap();
+    host
+}
+
+#[test]
+fn sfp_unlock_dry_run_shows_the_plan_and_changes_nothing() {
+    let host = sfp_host(true);
+    let target = FakeRoot::new();
+    let before = (
+        common::tree::listing(host.path(), &[]),
+        common::tree::listing(target.path(), &[]),
+    );
+    let out = rtool(["sfp-unlock", "-n", "--persist", "--root"])
+        .arg(target.path())
+        .host(host.path())
+        .run()
+        .success()
+        .stdout();
+    let plan: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("plan")).collect();
+    assert!(plan.len() >= 4, "{out}");
+    assert!(
+        plan[1].contains("would load mdio") && plan[1].contains("mdio.ko"),
+        "{out}"
+    );
+    assert!(
+        plan[2].contains("would load ixgbe")
+            && plan[2].contains("ixgbe/ixgbe.ko")
+            && plan[2].contains("with allow_unsupported_sfp=1"),
+        "{out}"
+    );
+    assert!(
+        plan[3].contains("would write")
+            && plan[3].contains("/etc/modprobe.d/ixgbe-sfp.conf")
+            && plan[3].contains(&target.path().display().to_string()),
+        "{out}"
+    );
+    // Loaded now: the plan unloads first.
+    host.write("/sys/module/ixgbe/initstate", "live\n");
+    rtool(["sfp-unlock", "-n"])
+        .host(host.path())
+        .run()
+        .success()
+        .stdout_has("would unload ixgbe (0 interface(s))")
+        .stdout_has("--persist would also write");
+    fs::remove_dir_all(host.at("/sys/module/ixgbe")).unwrap();
+    assert_eq!(
+        (
+            common::tree::listing(host.path(), &[]),
+            common::tree::listing(target.path(), &[])
+        ),
+        before
+    );
+
+    // As JSON.
+    let j = rtool(["sfp-unlock", "-n", "--json", "--persist", "--root"])
+        .arg(target.path())
+        .host(host.path())
+        .run()
+        .success()
+        .json();
+    assert_eq!(j["driver"], "ixgbe");
+    assert_eq!(j["parameter"], "allow_unsupported_sfp=1");
+    assert_eq!(j["dry_run"], true);
+    assert_eq!(j["loaded_before"], false);
+    assert!(
+        j["module"].as_str().unwrap().ends_with("ixgbe/ixgbe.ko"),
+        "{j}"
+    );
+    assert_eq!(j["before"], serde_json::json!([]));
+    assert!(j["persist"]
+        .as_str()
+        .unwrap()
+        .ends_with("/etc/modprobe.d/ixgbe-sfp.conf"));
+    assert_eq!(j["steps"].as_array().unwrap().len(), 4, "{j}");
+}
+
+#[test]
+fn sfp_unlock_dry_run_without_the_module_still_shows_the_plan() {
+    let host = sfp_host(false);
+    rtool(["sfp-unlock", "--dry-run"])
+        .host(host.path())
+        .run()
+        .success()
+        .stderr_has("module ixgbe not found for kernel 6.2.8-arch1-1")
+        .stderr_has("the reload would fail")
+        .stdout_has("would load ixgbe with allow_unsupported_sfp=1");
+    // The real run stops there, as JSON when asked.
+    let d = rtool(["sfp-unlock", "--json"])
+        .host(host.path())
+        .run()
+        .status(7);
+    assert!(d.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("module ixgbe not found"));
+}
+
+#[test]
+fn rmmod_dry_run_says_what_holds_a_module_and_unloads_nothing() {
+    let (host, _) = setup();
+    host.write("/sys/module/libphy/refcnt", "1\n")
+        .mkdir("/sys/module/libphy/holders/mdio_devres");
+    let before = common::tree::listing(host.path(), &[]);
+    rtool(["rmmod", "-n", "libphy"])
+        .host(host.path())
+        .run()
+        .success()
+        .stdout_has("would unload libphy (held by the modules mdio_devres");
+    rtool(["rmmod", "-n", "nouveau"])
+        .host(host.path())
+        .run()
+        .status(7)
+        .stderr_has("nouveau is not loaded");
+    assert_eq!(common::tree::listing(host.path(), &[]), before);
 }

@@ -23,11 +23,14 @@ case_ options sh -c 'rtool modprobe loop && cat /sys/module/loop/parameters/max_
 case_ no-modules-dir rtool modprobe --root /empty dummy
 case_ no-index sh -c 'rtool modprobe --root /alt mdio_devres && grep -oE "^(libphy|mdio_devres) " /proc/modules'
 case_ in-use rtool rmmod libphy
+case_ rmmod-dry sh -c 'rtool rmmod -n libphy && grep -c "^libphy " /proc/modules'
 case_ rmmod-two rtool rmmod mdio_devres libphy
 case_ show-depends rtool modprobe --show-depends ixgbe
 case_ sfp sh -c 'rtool sfp-unlock --wait 1 && grep -oE "^(ixgbe|dca|mdio|libphy|mdio_devres|xfrm_algo) " /proc/modules | sort | tr "\n" " "'
 case_ sfp-again rtool sfp-unlock --wait 1
 case_ sfp-persist sh -c 'mkdir -p /target/etc /target/usr/lib/modprobe.d && ln -s /usr/lib/modprobe.d /target/etc/modprobe.d && rtool sfp-unlock --wait 1 --persist --root /target && cat /target/usr/lib/modprobe.d/ixgbe-sfp.conf && rtool sfp-unlock --wait 1 --persist --root /target && { [ -e /usr/lib/modprobe.d/ixgbe-sfp.conf ] && echo LEAKED || echo "live system untouched"; }'
+case_ sfp-dry sh -c 'rtool sfp-unlock -n && grep -c "^ixgbe " /proc/modules'
+case_ sfp-json sh -c 'rtool sfp-unlock --wait 1 --json 2>/dev/null'
 case_ sfp-i40e rtool sfp-unlock i40e
 printf 'options ixgbe allow_unsupported_sfp=abc\n' > /etc/modprobe.d/broken.conf
 case_ sfp-fails sh -c 'rtool sfp-unlock --wait 1; echo "status=$?"; grep -c "^ixgbe " /proc/modules'
@@ -273,4 +276,59 @@ fn sfp_unlock_explains_drivers_it_cannot_unlock() {
             .contains("dummy has no allow_unsupported_sfp parameter"),
         "{c:?}"
     );
+}
+
+#[test]
+fn rmmod_dry_run_names_the_holder_and_unloads_nothing() {
+    let c = case("rmmod-dry");
+    assert_eq!(c.rc, 0, "{c:?}");
+    assert!(
+        c.out
+            .contains("would unload libphy (held by the modules mdio_devres"),
+        "{c:?}"
+    );
+    assert_eq!(c.out.lines().last(), Some("1"), "still loaded: {c:?}");
+}
+
+#[test]
+fn sfp_unlock_dry_run_on_a_loaded_driver_changes_nothing() {
+    let c = case("sfp-dry");
+    assert_eq!(c.rc, 0, "{c:?}");
+    assert!(
+        c.out.contains("would unload ixgbe (0 interface(s))"),
+        "{c:?}"
+    );
+    assert!(c.out.contains("would load ixgbe"), "{c:?}");
+    assert_eq!(c.out.lines().last(), Some("1"), "still loaded: {c:?}");
+}
+
+#[test]
+fn sfp_unlock_json_reports_the_reload() {
+    let c = case("sfp-json");
+    assert_eq!(c.rc, 0, "{c:?}");
+    let j: serde_json::Value =
+        serde_json::from_str(&c.out).unwrap_or_else(|e| panic!("{e}: {c:?}"));
+    assert_eq!(j["driver"], "ixgbe");
+    assert_eq!(j["dry_run"], false);
+    assert_eq!(j["loaded_before"], true);
+    assert!(
+        j["module"].as_str().unwrap().ends_with("ixgbe/ixgbe.ko"),
+        "{j}"
+    );
+    assert_eq!(j["devices"].as_u64(), Some(0), "a number: {j}");
+    let steps: Vec<&str> = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(steps.first(), Some(&"unloaded ixgbe"), "{j}");
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains("ixgbe") && s.contains("with allow_unsupported_sfp=1")),
+        "{j}"
+    );
+    assert!(j["before"].is_array() && j["after"].is_array(), "{j}");
+    assert_eq!(j["persist"], serde_json::Value::Null);
 }

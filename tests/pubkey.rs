@@ -592,6 +592,29 @@ fn dry_run_shows_the_plan_and_writes_nothing() {
 }
 
 #[test]
+fn a_name_that_does_not_resolve_fails_at_once() {
+    let (host, lookup) = common::server::unresolvable_host();
+    let r = target();
+    // pubkey retries twice by default: not a name that does not resolve.
+    let cmd = pubkey(&r, &["add", &format!("https://{host}/me.keys")]);
+    let started = std::time::Instant::now();
+    let done = cmd.run();
+    let took = started.elapsed();
+    let err = done
+        .status(6)
+        .stderr_has(&format!("cannot resolve the host name {host}"))
+        .stderr_has("pubkey: hint: ")
+        .stderr_has("rtool doctor")
+        .stderr();
+    assert!(!err.contains("retrying"), "{err}");
+    assert!(
+        took < lookup + std::time::Duration::from_secs(2),
+        "{took:?} (one lookup takes {lookup:?}):\n{err}"
+    );
+    assert!(!r.at("/home/alice/.ssh").exists());
+}
+
+#[test]
 fn hostile_sources_leave_authorized_keys_byte_identical() {
     let r = target();
     let before = format!("{}\n# trailing comment, no newline", key_line("ed25519-b"));
@@ -840,4 +863,56 @@ fn how_to_connect_and_whether_sshd_runs() {
             "these keys are for the system at {}",
             r.path().display()
         ));
+}
+
+#[test]
+fn list_json_has_numbers_for_bits_and_lines_and_the_keygen_fingerprints() {
+    let r = target();
+    r.write(
+        "/home/alice/.ssh/authorized_keys",
+        format!(
+            "# a comment\n{}\nnot a key at all\n{}\n",
+            key_line("ed25519"),
+            key_line("rsa4096")
+        ),
+    );
+    let j = pubkey(&r, &["list", "--json"]).run().success().json();
+    assert_eq!(j["user"], "alice");
+    assert_eq!(j["exists"], true);
+    assert!(j["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("/home/alice/.ssh/authorized_keys"));
+    let keys = j["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{j}");
+    for (k, name, bits, line) in [
+        (&keys[0], "ed25519", 256, 2),
+        (&keys[1], "rsa4096", 4096, 4),
+    ] {
+        assert_eq!(k["bits"].as_u64(), Some(bits), "bits is a number: {k}");
+        assert_eq!(k["line"].as_u64(), Some(line), "line is a number: {k}");
+        let fp = keygen_l(&key(name))[0]
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .to_string();
+        assert_eq!(k["fingerprint"], fp.as_str());
+    }
+    assert_eq!(keys[0]["type"], "ssh-ed25519");
+    assert_eq!(keys[1]["type"], "ssh-rsa");
+    let bad = j["bad_lines"].as_array().unwrap();
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0]["line"].as_u64(), Some(3));
+
+    // An unknown user: the error as JSON on stdout, the person's line on stderr.
+    let err = rtool(["pubkey", "--root"])
+        .arg(r.path())
+        .args(["--user", "mallory", "list", "--json"])
+        .run()
+        .status(7);
+    let e = &err.json()["error"];
+    assert_eq!(e["applet"], "pubkey");
+    assert_eq!(e["exit"].as_u64(), Some(7));
+    assert!(e["message"].as_str().unwrap().contains("mallory"), "{e}");
+    assert!(err.stderr().contains("pubkey: error:"), "{}", err.stderr());
 }

@@ -199,6 +199,19 @@ pub fn classify(log: &str) -> Vec<Cause> {
 }
 
 impl Cause {
+    /// A stable name for scripts (`--json`).
+    pub fn id(&self) -> &'static str {
+        match self {
+            Cause::GplOnly { .. } => "gpl-only",
+            Cause::MissingHeaders { .. } => "missing-headers",
+            Cause::CompilerMismatch { .. } => "compiler-mismatch",
+            Cause::ApiChange { .. } => "api-change",
+            Cause::OutOfMemory => "out-of-memory",
+            Cause::OutOfSpace => "out-of-space",
+            Cause::Other { .. } => "other",
+        }
+    }
+
     /// A short explanation for a person: what went wrong, then what to do.
     pub fn explain(&self) -> String {
         match self {

@@ -121,6 +121,26 @@ impl Spec {
     }
 }
 
+/// As it was typed: `linux`, `linux=6.2.7.arch1-1`, `linux<=6.2.8`.
+impl std::fmt::Display for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = match self.op {
+            None => return f.write_str(&self.name),
+            Some(Op::Eq) => "=",
+            Some(Op::Lt) => "<",
+            Some(Op::Le) => "<=",
+            Some(Op::Gt) => ">",
+            Some(Op::Ge) => ">=",
+        };
+        write!(
+            f,
+            "{}{op}{}",
+            self.name,
+            self.version.as_deref().unwrap_or("")
+        )
+    }
+}
+
 /// Newest first, by pacman's version order; `.zst` before `.xz` for the same version.
 pub fn sort_newest_first(c: &mut [Candidate]) {
     c.sort_by(|a, b| {
@@ -316,6 +336,14 @@ mod tests {
         assert!(Spec::parse("Linux").is_err());
         assert!(Spec::parse("linux=").is_err());
         assert!(Spec::parse("../x").is_err());
+        for s in [
+            "linux",
+            "linux=6.2.7.arch1-1",
+            "linux<6.2.8",
+            "zfs-utils>=2:2.1.9-1",
+        ] {
+            assert_eq!(Spec::parse(s).unwrap().to_string(), s);
+        }
     }
 
     #[test]

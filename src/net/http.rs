@@ -1,14 +1,16 @@
 //! HTTPS downloads that survive a rescue: verified TLS (built-in Mozilla roots, or a CA file),
 //! proxies from the environment, bounded redirects, connect and per-read timeouts but never a
-//! total one, retries with backoff, and resume of `NAME.part` with `Range`.
+//! total one, retries with backoff, and resume of `NAME.part` with `Range`. A name that does
+//! not resolve fails at once: a retry seconds later finds the network just as absent.
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ureq::http::StatusCode;
+use ureq::http::{StatusCode, Uri};
 use ureq::tls::{PemItem, RootCerts, TlsConfig};
 
 use crate::error::{Error, Kind, Result};
@@ -37,6 +39,45 @@ impl Default for Options {
         }
     }
 }
+
+/// A host name that did not resolve: no network, no DNS server, or a mistyped mirror. None of
+/// these passes in the seconds a retry waits, so it is never retried, and a caller can say
+/// what to do instead.
+#[derive(Debug)]
+pub struct Unresolved {
+    /// The name asked for (the proxy's, when the request goes through one).
+    pub host: String,
+    /// The resolver's words ("Name does not resolve").
+    detail: String,
+}
+
+impl fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for Unresolved {}
+
+/// A server's answer that is not a success.
+#[derive(Debug)]
+pub struct Status(pub StatusCode);
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (HTTP {})",
+            self.0.canonical_reason().unwrap_or("error"),
+            self.0.as_u16()
+        )
+    }
+}
+
+impl std::error::Error for Status {}
+
+/// What a name that did not resolve calls for, wherever the network is used.
+pub const UNRESOLVED_HINT: &str = "no name resolution, so probably no network: `rtool doctor` shows the links and their addresses; an Intel X520 refusing a third-party SFP+ comes up with `rtool sfp-unlock`";
 
 pub struct Client {
     agent: ureq::Agent,
@@ -154,6 +195,41 @@ impl Client {
         self
     }
 
+    /// A failed request as an error that says what to do; a name that did not resolve names
+    /// the host (or the proxy) and carries [`Unresolved`].
+    fn net_error(&self, url: &str, e: ureq::Error) -> Error {
+        if let Some(detail) = resolver_failure(&e) {
+            let uri: Option<Uri> = url.parse().ok();
+            let proxy = self
+                .agent
+                .config()
+                .proxy()
+                .filter(|p| uri.as_ref().is_some_and(|u| !p.is_no_proxy(u)));
+            let (host, what) = match proxy {
+                Some(p) => (p.host().to_string(), "the proxy's host name"),
+                None => (
+                    uri.as_ref().and_then(Uri::host).unwrap_or(url).to_string(),
+                    "the host name",
+                ),
+            };
+            return Error::new(
+                Kind::Network,
+                format!("{url}: cannot resolve {what} {host}"),
+            )
+            .with_source(Unresolved { host, detail })
+            .hint(UNRESOLVED_HINT);
+        }
+        let text = e.to_string();
+        let err = Error::new(Kind::Network, format!("{url}: {text}"));
+        if text.contains("certificate") || text.contains("UnknownIssuer") {
+            err.hint("the server's certificate is not trusted: for a private mirror, pass its CA with --ca-file PEM")
+        } else if matches!(e, ureq::Error::Timeout(_)) {
+            err.hint("the server stopped sending: check the network, or raise --timeout")
+        } else {
+            err
+        }
+    }
+
     fn backoff(&self, attempt: u32) -> Duration {
         (self.opts.backoff * 2u32.saturating_pow(attempt)).min(Duration::from_secs(8))
     }
@@ -177,7 +253,11 @@ impl Client {
     }
 
     fn try_get_small(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>> {
-        let mut resp = self.agent.get(url).call().map_err(|e| net_error(url, e))?;
+        let mut resp = self
+            .agent
+            .get(url)
+            .call()
+            .map_err(|e| self.net_error(url, e))?;
         match resp.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(None),
@@ -249,7 +329,7 @@ impl Client {
         if have > 0 {
             req = req.header("Range", format!("bytes={have}-"));
         }
-        let mut resp = req.call().map_err(|e| net_error(url, e))?;
+        let mut resp = req.call().map_err(|e| self.net_error(url, e))?;
         let status = resp.status();
         let content_range = resp
             .headers()
@@ -420,20 +500,16 @@ pub fn parse_content_range(v: Option<&str>) -> Option<(u64, Option<u64>)> {
     Some((from, total))
 }
 
-/// Network failures that may pass on a second try (and only those).
+/// Network failures that may pass on a second try (and only those): a reset or cut
+/// connection, a timeout, a 5xx; never a refusal (4xx) nor a name that does not resolve.
 fn retryable(e: &Error) -> bool {
-    e.kind() == Kind::Network && !e.to_string().contains("(HTTP 4")
+    e.kind() == Kind::Network
+        && e.cause::<Unresolved>().is_none()
+        && !e.cause::<Status>().is_some_and(|s| s.0.is_client_error())
 }
 
 fn status_error(url: &str, s: StatusCode) -> Error {
-    let e = Error::new(
-        Kind::Network,
-        format!(
-            "{url}: {} (HTTP {})",
-            s.canonical_reason().unwrap_or("error"),
-            s.as_u16()
-        ),
-    );
+    let e = Error::new(Kind::Network, url).with_source(Status(s));
     if s == StatusCode::NOT_FOUND {
         e.hint("the file is not on this mirror: check the name and version (`rtool fetch-pkg --list NAME`)")
     } else {
@@ -441,17 +517,23 @@ fn status_error(url: &str, s: StatusCode) -> Error {
     }
 }
 
-fn net_error(url: &str, e: ureq::Error) -> Error {
-    let text = e.to_string();
-    let err = Error::new(Kind::Network, format!("{url}: {text}"));
-    if text.contains("certificate") || text.contains("UnknownIssuer") {
-        err.hint("the server's certificate is not trusted: for a private mirror, pass its CA with --ca-file PEM")
-    } else if matches!(e, ureq::Error::Timeout(_)) {
-        err.hint("the server stopped sending: check the network, or raise --timeout")
-    } else if matches!(e, ureq::Error::HostNotFound) {
-        err.hint("no name resolution: is the network up? (`rtool doctor`)")
-    } else {
-        err
+/// The resolver's words when `e` is a name that did not resolve: ureq's own "no address", or
+/// the C library's `getaddrinfo` failure as the standard library words it.
+fn resolver_failure(e: &ureq::Error) -> Option<String> {
+    match e {
+        ureq::Error::HostNotFound => Some("no address for this name".into()),
+        ureq::Error::Io(io) => io
+            .to_string()
+            .strip_prefix("failed to lookup address information")
+            .map(|d| d.trim_start_matches([':', ' ']).to_string())
+            .map(|d| {
+                if d.is_empty() {
+                    "no address for this name".into()
+                } else {
+                    d
+                }
+            }),
+        _ => None,
     }
 }
 
@@ -469,6 +551,49 @@ mod tests {
         assert_eq!(parse_content_range(Some("bytes */5000000")), None);
         assert_eq!(parse_content_range(Some("bytes 9-1/10")), None);
         assert_eq!(parse_content_range(None), None);
+    }
+
+    #[test]
+    fn only_what_may_pass_is_retried() {
+        let url = "https://mirror.example/x";
+        assert!(retryable(&status_error(
+            url,
+            StatusCode::SERVICE_UNAVAILABLE
+        )));
+        assert!(!retryable(&status_error(url, StatusCode::FORBIDDEN)));
+        assert!(retryable(&Error::new(Kind::Network, "connection reset")));
+        assert!(!retryable(&Error::invalid("larger than expected")));
+        let client = Client::new(Options::default()).unwrap();
+        let reset = ureq::Error::Io(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert!(retryable(&client.net_error(url, reset)));
+        let unresolved = ureq::Error::Io(io::Error::other(
+            "failed to lookup address information: Name does not resolve",
+        ));
+        let e = client.net_error(url, unresolved);
+        assert!(!retryable(&e));
+        // Through a proxy from the environment, the name that failed is the proxy's.
+        if client.agent.config().proxy().is_none() {
+            assert_eq!(
+                e.cause::<Unresolved>().map(|u| u.host.as_str()),
+                Some("mirror.example")
+            );
+            assert_eq!(
+                e.to_string(),
+                "https://mirror.example/x: cannot resolve the host name mirror.example: Name does not resolve"
+            );
+        }
+        assert!(e.hint_text().is_some_and(|h| h.contains("rtool doctor")));
+        assert!(!retryable(
+            &client.net_error(url, ureq::Error::HostNotFound)
+        ));
+    }
+
+    #[test]
+    fn a_status_reads_as_before() {
+        assert_eq!(
+            status_error("https://m/x", StatusCode::BAD_GATEWAY).to_string(),
+            "https://m/x: Bad Gateway (HTTP 502)"
+        );
     }
 
     /// The SHA-256 of `bytes`, for comparing with what a `Fed` digest saw.

@@ -13,6 +13,28 @@ pub struct Item {
     pub size: Option<String>,
 }
 
+/// A listed size in bytes, and whether it is exact: `566` is, `131M` (nginx's
+/// `autoindex_exact_size off`, what the Archive serves) is rounded to whole KiB, MiB or GiB.
+pub fn size_bytes(listed: &str) -> Option<(u64, bool)> {
+    let (digits, unit) = match listed.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&listed[..i], c.to_ascii_uppercase()),
+        _ => (listed, 'B'),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit {
+        'B' => return Some((n, true)),
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        'T' => 40,
+        _ => return None,
+    };
+    Some((n.checked_mul(1u64 << shift)?, false))
+}
+
 /// Every entry of an autoindex page, `../` excluded. Hrefs that do not decode to a plain name
 /// (a `/` inside, a NUL, absolute URLs) are skipped: a listing only names its own children.
 pub fn parse(html: &str) -> Vec<Item> {
@@ -118,6 +140,7 @@ mod tests {
         );
         assert_eq!(items[0].date.as_deref(), Some("18-Mar-2023 10:15"));
         assert_eq!(items[0].size.as_deref(), Some("10M"));
+        assert_eq!(size_bytes("10M"), Some((10 << 20, false)));
         assert!(items[3].dir);
     }
 
@@ -132,5 +155,16 @@ mod tests {
             Some("lucene++-1.4.2-3".into())
         );
         assert_eq!(percent_decode("bad%4"), None);
+    }
+
+    #[test]
+    fn listed_sizes_in_bytes() {
+        assert_eq!(size_bytes("566"), Some((566, true)));
+        assert_eq!(size_bytes("2K"), Some((2048, false)));
+        assert_eq!(size_bytes("131M"), Some((131 << 20, false)));
+        assert_eq!(size_bytes("1G"), Some((1 << 30, false)));
+        for bad in ["-", "", "M", "1.5M", "12Q", "99999999999999999999G"] {
+            assert_eq!(size_bytes(bad), None, "{bad}");
+        }
     }
 }

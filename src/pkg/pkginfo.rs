@@ -3,6 +3,9 @@
 use crate::error::{Error, Result};
 use crate::json::Json;
 
+/// Keys whose value is a number: the installed size and the build time.
+const NUMERIC: [&str; 2] = ["size", "builddate"];
+
 /// Keys that are lists even when they appear once (or not at all, they are then left out).
 const MULTI: [&str; 14] = [
     "license",
@@ -102,7 +105,8 @@ impl Info {
     }
 
     /// An object in key order of first appearance: a string per single-valued key, an array
-    /// for list keys and for any key that repeats.
+    /// for list keys and for any key that repeats. The numeric keys (`size` in bytes,
+    /// `builddate` in seconds) are JSON numbers when they hold one.
     pub fn to_json(&self) -> Json {
         let mut keys: Vec<&str> = Vec::new();
         for (k, _) in &self.entries {
@@ -114,7 +118,10 @@ impl Info {
         for k in keys {
             let values: Vec<&str> = self.all(k).collect();
             match values.as_slice() {
-                [one] if !MULTI.contains(&k) => obj.push(k, *one),
+                [one] if !MULTI.contains(&k) => match (NUMERIC.contains(&k), one.parse::<u64>()) {
+                    (true, Ok(n)) => obj.push(k, n),
+                    _ => obj.push(k, *one),
+                },
                 _ => obj.push(k, values.into_iter().map(Json::from).collect::<Vec<_>>()),
             }
         }
@@ -169,7 +176,7 @@ makedepend = cmake
         let info = parse(CMATRIX.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         let j = info.to_json().to_string();
         assert!(j.starts_with(r#"{"pkgname":"cmatrix","pkgbase":"cmatrix","xdata":["pkgtype=pkg"],"pkgver":"2.0-3""#), "{j}");
-        assert!(j.contains(r#""size":"97097""#), "{j}");
+        assert!(j.contains(r#""size":97097,"#), "{j}");
         assert!(j.contains(r#""license":["GPL3"]"#), "{j}");
         assert!(
             j.contains(

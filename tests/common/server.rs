@@ -212,6 +212,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A host name that never resolves (RFC 6761 reserves `.invalid`), and how long this
+/// machine's own resolver takes to say so: a client that gives up at the first answer takes
+/// about as long, one that retries takes seconds more.
+pub fn unresolvable_host() -> (&'static str, Duration) {
+    use std::net::ToSocketAddrs;
+    let host = "nonexistent.invalid";
+    let t = Instant::now();
+    let resolved = (host, 443).to_socket_addrs();
+    assert!(
+        resolved.is_err(),
+        "{host} resolved: this machine's resolver answers for any name"
+    );
+    (host, t.elapsed())
+}
+
 // ---------------------------------------------------------------------------------------------
 // nginx
 // ---------------------------------------------------------------------------------------------

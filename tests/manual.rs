@@ -1,0 +1,255 @@
+//! `rtool --generate man|bash|zsh|fish` and `make install-files`: the page renders cleanly and
+//! holds every applet and option `--help` shows; each shell really completes from its script.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{bin, rtool};
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("manual-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("tempdir")
+}
+
+/// The applet names, as `rtool --list` prints them.
+fn applets() -> Vec<String> {
+    let out = rtool(["--list"]).run().success().stdout();
+    out.lines()
+        .filter(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every `--long` option a help text names.
+fn long_options(help: &str) -> Vec<String> {
+    let mut v: Vec<String> = help
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']' || c == '=')
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(|w| {
+            w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+                .to_string()
+        })
+        .filter(|w| w.len() > 2)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_man_page_renders_without_warnings_and_holds_every_applet_and_option() {
+    let d = scratch();
+    let page = d.path().join("rtool.1");
+    let text = rtool(["--generate", "man"]).run().success().stdout();
+    std::fs::write(&page, &text).expect("write page");
+    assert!(text.starts_with(".TH RTOOL 1 "), "{}", &text[..80]);
+
+    // groff itself is the judge of the roff: every warning class on, no output.
+    let (code, _, err) = run(Command::new("groff").args(["-man", "-ww", "-z"]).arg(&page));
+    assert_eq!((code, err.as_str()), (0, ""), "groff warns about the page");
+
+    // What a reader sees, without overstrikes.
+    let (code, shown, err) = run(Command::new("groff")
+        .args(["-man", "-Tascii", "-P-cbou"])
+        .arg(&page));
+    assert_eq!(code, 0, "{err}");
+    for section in ["NAME", "SYNOPSIS", "DESCRIPTION", "APPLETS", "EXIT STATUS"] {
+        assert!(shown.lines().any(|l| l == section), "no {section} section");
+    }
+    let names = applets();
+    assert!(names.len() >= 17, "{names:?}");
+    for name in &names {
+        let heading = format!("RTOOL {}", name.to_uppercase());
+        let start = shown
+            .lines()
+            .position(|l| l == heading)
+            .unwrap_or_else(|| panic!("no section {heading}"));
+        let body: Vec<&str> = shown
+            .lines()
+            .skip(start + 1)
+            .take_while(|l| !(l.starts_with("RTOOL ") || l.starts_with("EXIT STATUS")))
+            .collect();
+        let body = body.join("\n");
+        assert!(
+            body.contains(&format!("rtool {name}")),
+            "{name}: no usage line"
+        );
+        let help = rtool([name.as_str(), "--help"]).run().success().stdout();
+        for opt in long_options(&help) {
+            if ["--help", "--version", "--verbose", "--quiet"].contains(&opt.as_str()) {
+                continue;
+            }
+            assert!(
+                body.contains(&opt),
+                "{name}: the page lacks {opt}, which --help shows"
+            );
+        }
+        // The examples come over as they are.
+        if let Some(ex) = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("rtool {name} ")))
+        {
+            let words: Vec<&str> = ex.split_whitespace().take_while(|w| *w != "#").collect();
+            let flat = body.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(
+                flat.contains(&words.join(" ")),
+                "{name}: example {ex:?} not in the page"
+            );
+        }
+    }
+}
+
+#[test]
+fn bash_completes_applets_and_their_options() {
+    let d = scratch();
+    let script = d.path().join("rtool.bash");
+    std::fs::write(
+        &script,
+        rtool(["--generate", "bash"]).run().success().stdout(),
+    )
+    .expect("w");
+    let complete = |words: &[&str]| -> String {
+        let words_q = words
+            .iter()
+            .map(|w| format!("'{w}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let cur = words.last().copied().unwrap_or("");
+        let prev = words
+            .get(words.len().wrapping_sub(2))
+            .copied()
+            .unwrap_or("");
+        let sh = format!(
+            "source '{}'; COMP_WORDS=({words_q}); COMP_CWORD={}; COMP_LINE='{}'; \
+             COMP_POINT=${{#COMP_LINE}}; _rtool rtool '{cur}' '{prev}'; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display(),
+            words.len() - 1,
+            words.join(" ")
+        );
+        let (code, out, err) = run(Command::new("bash").args(["--norc", "-c", &sh]));
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let out = complete(&["rtool", "fetch"]);
+    assert_eq!(out.trim(), "fetch-pkg");
+    let out = complete(&["rtool", "fetch-pkg", "--mir"]);
+    assert_eq!(out.trim(), "--mirror");
+    let out = complete(&["rtool", "chroot", "--zp"]);
+    assert_eq!(out.trim(), "--zpool");
+    let out = complete(&["rtool", "--gen"]);
+    assert_eq!(out.trim(), "--generate");
+}
+
+#[test]
+fn fish_completes_applets_and_their_options() {
+    let d = scratch();
+    let script = d.path().join("rtool.fish");
+    std::fs::write(
+        &script,
+        rtool(["--generate", "fish"]).run().success().stdout(),
+    )
+    .expect("w");
+    let complete = |line: &str| -> String {
+        let sh = format!("source '{}'; complete -C '{line}'", script.display());
+        let (code, out, err) = run(Command::new("fish").args(["--no-config", "-c", &sh]));
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let out = complete("rtool doc");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("doctor\tReport the rescue situation")),
+        "{out}"
+    );
+    let out = complete("rtool install --over");
+    assert!(out.lines().any(|l| l.starts_with("--overwrite")), "{out}");
+}
+
+#[test]
+fn zsh_script_parses_and_names_every_applet() {
+    let text = rtool(["--generate", "zsh"]).run().success().stdout();
+    assert!(text.starts_with("#compdef rtool"), "{}", &text[..40]);
+    let d = scratch();
+    let script = d.path().join("_rtool");
+    std::fs::write(&script, &text).expect("w");
+    let (code, _, err) = run(Command::new("zsh").arg("-n").arg(&script));
+    assert_eq!(code, 0, "zsh -n: {err}");
+    for name in applets() {
+        assert!(text.contains(&format!("'{name}:")), "zsh: no {name}");
+    }
+}
+
+#[test]
+fn generate_without_a_known_output_is_a_usage_error() {
+    rtool(["--generate"])
+        .run()
+        .status(2)
+        .stderr_has("rtool: error: --generate needs what to write")
+        .stderr_has("hint: usage: rtool --generate man|bash|zsh|fish");
+    rtool(["--generate", "tcsh"])
+        .run()
+        .status(2)
+        .stderr_has("unknown output 'tcsh' (one of: man, bash, zsh, fish)");
+}
+
+#[test]
+fn make_install_files_puts_the_page_and_completions_where_their_readers_look() {
+    let d = scratch();
+    let dest = d.path().join("dest");
+    let (code, out, err) = run(Command::new("make")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("--no-print-directory")
+        .arg("install-files")
+        .arg(format!("BIN={}", bin().display()))
+        .arg(format!("DESTDIR={}", dest.display()))
+        .arg("PREFIX=/usr"));
+    assert_eq!(code, 0, "{out}{err}");
+    let share = dest.join("usr/share");
+    let page = std::fs::read_to_string(share.join("man/man1/rtool.1")).expect("page");
+    assert_eq!(page, rtool(["--generate", "man"]).run().success().stdout());
+    for (f, head) in [
+        ("bash-completion/completions/rtool", "_rtool()"),
+        ("zsh/site-functions/_rtool", "#compdef rtool"),
+        ("fish/vendor_completions.d/rtool.fish", "complete -c rtool"),
+    ] {
+        let text = std::fs::read_to_string(share.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(text.contains(head), "{f}");
+    }
+    assert!(Path::new(&dest.join("usr/bin/doctor")).exists());
+    // The names that would shadow the system's tools stay out by default.
+    assert!(!dest.join("usr/bin/chroot").exists());
+    // No temporary file is left behind.
+    let leftovers: Vec<_> = walk(&share)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "new"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            v.extend(walk(&p));
+        } else {
+            v.push(p);
+        }
+    }
+    v
+}
