@@ -7,6 +7,11 @@ use clap::{ArgMatches, Command};
 use crate::ctx::Ctx;
 use crate::error::Result;
 
+/// Applets named like the system tools they stand in for: linked by `--install` only with
+/// `--all`, so a directory in PATH does not shadow the system's own `chroot` or `modprobe`
+/// (and their shell completions are left alone).
+pub const SHADOWING: [&str; 3] = ["chroot", "modprobe", "rmmod"];
+
 /// An applet's entry in the generated table.
 pub struct Applet {
     pub name: &'static str,

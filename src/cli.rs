@@ -4,7 +4,7 @@ use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::applet::Applet;
+use crate::applet::{Applet, SHADOWING};
 use crate::ctx::{self, Ctx};
 use crate::error::{exit, Error, Kind, Result};
 use crate::install;
@@ -276,10 +276,6 @@ fn usage(applets: &'static [Applet], out: &mut dyn Write) -> Result<()> {
     )?;
     list(applets, out)
 }
-
-/// Applets named like the system tools they stand in for: linked by `--install` only with
-/// `--all`, so a directory in PATH does not shadow the system's own `chroot` or `modprobe`.
-const SHADOWING: [&str; 3] = ["chroot", "modprobe", "rmmod"];
 
 fn install_cmd(applets: &'static [Applet], argv0: &OsStr, args: Vec<OsString>) -> Result<()> {
     let mut symbolic = false;

@@ -154,6 +154,47 @@ fn bash_completes_applets_and_their_options() {
     assert_eq!(out.trim(), "--zpool");
     let out = complete(&["rtool", "--gen"]);
     assert_eq!(out.trim(), "--generate");
+    // An option's fixed values, an applet's subcommands and a subcommand's own options.
+    let out = complete(&["rtool", "--generate", ""]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["man", "bash", "zsh", "fish"]
+    );
+    let out = complete(&["rtool", "pubkey", ""]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["add", "list", "remove"]
+    );
+    let out = complete(&["rtool", "stick", "prepare", "--for"]);
+    assert_eq!(out.trim(), "--for-root");
+    // A directory option offers directories only.
+    let out = complete(&["rtool", "doctor", "--root", "/pro"]);
+    assert_eq!(out.trim(), "/proc");
+    // Through a link named after the applet, the same.
+    let out = complete(&["doctor", "--ro"]);
+    assert_eq!(out.trim(), "--root");
+}
+
+#[test]
+fn zsh_registers_rtool_and_its_links_but_not_the_system_tools_names() {
+    let d = scratch();
+    std::fs::write(
+        d.path().join("_rtool"),
+        rtool(["--generate", "zsh"]).run().success().stdout(),
+    )
+    .expect("w");
+    let sh = format!(
+        "fpath=({} $fpath); autoload -U compinit; compinit -u -d {}/zcompdump;          print -r -- \"$_comps[rtool] $_comps[doctor] <$_comps[chroot]>\"",
+        d.path().display(),
+        d.path().display()
+    );
+    let (code, out, err) = run(Command::new("zsh").args(["-f", "-c", &sh]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("_rtool _rtool <"), "{out}");
+    assert!(
+        !out.contains("<_rtool>"),
+        "chroot's completion taken over: {out}"
+    );
 }
 
 #[test]
@@ -179,6 +220,16 @@ fn fish_completes_applets_and_their_options() {
     );
     let out = complete("rtool install --over");
     assert!(out.lines().any(|l| l.starts_with("--overwrite")), "{out}");
+    let out = complete("rtool hook ");
+    let subs: Vec<&str> = out.lines().filter_map(|l| l.split('\t').next()).collect();
+    assert!(
+        subs.contains(&"install") && subs.contains(&"status"),
+        "{out}"
+    );
+    let out = complete("rtool --generate ");
+    let mut vals: Vec<&str> = out.lines().filter_map(|l| l.split('\t').next()).collect();
+    vals.sort();
+    assert_eq!(vals, ["bash", "fish", "man", "zsh"], "{out}");
 }
 
 #[test]

@@ -3,11 +3,13 @@
 //!
 //! `rtool --generate man` writes one roff page, `rtool(1)`, with a section per applet (its
 //! usage, description, options, subcommands and examples); `rtool --generate bash|zsh|fish`
-//! writes a completion script for `rtool APPLET …` in that shell's own format.
+//! writes a completion script for `rtool APPLET …` in that shell's own format (complete.rs).
 
 use std::io::Write;
 
 use clap::{Arg, ArgAction, Command};
+
+mod complete;
 
 use crate::applet::Applet;
 use crate::error::{exit, Error, Result};
@@ -45,14 +47,14 @@ impl Output {
 pub fn generate(applets: &[Applet], what: Output, out: &mut dyn Write) -> Result<()> {
     match what {
         Output::Man => man(applets, out),
-        Output::Bash => complete(applets, clap_complete::Shell::Bash, out),
-        Output::Zsh => complete(applets, clap_complete::Shell::Zsh, out),
-        Output::Fish => complete(applets, clap_complete::Shell::Fish, out),
+        Output::Bash => write(out, complete::bash(&command_tree(applets))),
+        Output::Zsh => write(out, complete::zsh(&command_tree(applets))),
+        Output::Fish => write(out, complete::fish(&command_tree(applets))),
     }
 }
 
 /// `rtool` as one clap command with an applet per subcommand, and the dispatcher's own
-/// options, for the completion generators.
+/// options, for the completion scripts.
 pub fn command_tree(applets: &[Applet]) -> Command {
     let own = [
         Arg::new("list")
@@ -82,11 +84,8 @@ pub fn command_tree(applets: &[Applet]) -> Command {
         )
 }
 
-fn complete(applets: &[Applet], shell: clap_complete::Shell, out: &mut dyn Write) -> Result<()> {
-    let mut cmd = command_tree(applets);
-    let mut buf = Vec::new();
-    clap_complete::generate(shell, &mut cmd, "rtool", &mut buf);
-    out.write_all(&buf)?;
+fn write(out: &mut dyn Write, text: String) -> Result<()> {
+    out.write_all(text.as_bytes())?;
     Ok(())
 }
 
