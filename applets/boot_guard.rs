@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use rtool::json::Json;
 use rtool::sys::{chattr, mountinfo, ns};
+use rtool::text::glyph;
 use rtool::{ctx, exit, Ctx, Error, Kind, Result};
 
 pub fn command() -> Command {
@@ -49,6 +50,10 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         Some(d) => d.clone(),
         None => ctx.root_path("/boot"),
     };
+    if !m.get_flag("status") && !ctx.dry_run {
+        let shown = std::path::absolute(&dir).unwrap_or_else(|_| dir.clone());
+        ctx.require_root(&format!("it changes the directory under {} and its immutable flag", shown.display()))?;
+    }
     let dir = std::fs::canonicalize(&dir).map_err(|e| Error::path(e, &dir))?;
     if !dir.is_dir() {
         return Err(Error::usage(format!("{} is not a directory", dir.display())));
@@ -141,7 +146,7 @@ fn act(ctx: &Ctx, m: &ArgMatches, dir: &Path, under: &Path, mounted: Option<&mou
         }
         writeln!(
             out,
-            "directory under it: mode {:04o}, immutable {}, {} — {}",
+            "directory under it: mode {:04o}, immutable {}, {} {} {}",
             layer.mode,
             match layer.immutable {
                 Some(true) => "yes",
@@ -149,6 +154,7 @@ fn act(ctx: &Ctx, m: &ArgMatches, dir: &Path, under: &Path, mounted: Option<&mou
                 None => "not supported here",
             },
             if layer.entries.is_empty() { "empty".to_string() } else { format!("holds {}", layer.entries.join(", ")) },
+            glyph("—"),
             if guarded { "guarded" } else { "NOT guarded" }
         )?;
         return Ok(if guarded { exit::OK } else { exit::PROBLEMS });

@@ -136,11 +136,8 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         .get_many::<OsString>("cmd")
         .map(|v| v.cloned().collect())
         .unwrap_or_default();
-    if !ctx.dry_run && !rtool::sys::is_root() {
-        return Err(
-            Error::missing("rtool chroot must be run as root (it mounts filesystems)")
-                .hint("run it with sudo, or as root"),
-        );
+    if !ctx.dry_run {
+        ctx.require_root("it mounts filesystems")?;
     }
     if !dir.is_dir() {
         return Err(Error::usage(format!(
@@ -149,7 +146,10 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         )));
     }
     let dir = std::fs::canonicalize(&dir).map_err(|e| Error::path(e, &dir))?;
-    // The tools are checked before anything is changed.
+    // The device and the tools are checked before anything is changed.
+    if let Some(dev) = m.get_one::<PathBuf>("mount") {
+        mount::check_device(dev)?;
+    }
     let luks = m
         .get_one::<String>("luks")
         .map(|s| match s.rsplit_once(':') {
@@ -318,10 +318,11 @@ fn plan(
         ));
         steps.push(match &pool.key_file {
             Some(k) => format!(
-                "load the key of each encryption root of {} from {} ({} load-key -L file://…)",
+                "load the key of each encryption root of {} from {} ({} load-key -L file://{})",
                 pool.name,
                 k.display(),
-                pool.zfs.display()
+                pool.zfs.display(),
+                rtool::text::glyph("…")
             ),
             None => format!(
                 "load the key of each encryption root of {} ({} load-key, asking on the terminal)",
@@ -685,10 +686,28 @@ fn import_pool(ctx: &Ctx, stack: &mut MountStack, pool: &Pool, dir: &Path) -> Re
         }
     });
     let Some(root_ds) = root_ds else {
+        // The one boot environment under ROOT (Arch's layout) is the dataset to name; with
+        // none or several, the list to choose from.
+        let envs: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split('\t').next())
+            .filter(|ds| {
+                ds.strip_prefix(name)
+                    .and_then(|r| r.strip_prefix("/ROOT/"))
+                    .is_some_and(|r| !r.is_empty() && !r.contains('/'))
+            })
+            .collect();
+        let hint = match envs.as_slice() {
+            [one] => format!("set it: `zfs set mountpoint=/ {one}`"),
+            _ => format!(
+                "`zfs list -r -o name,mountpoint {name}` shows the datasets; set the root's: \
+                 `zfs set mountpoint=/` and its name"
+            ),
+        };
         return Err(Error::missing(format!(
             "no dataset of {name} has the mountpoint / (zfs list -r {name})"
         ))
-        .hint(format!("set it: `zfs set mountpoint=/ {name}/ROOT/<name>`")));
+        .hint(hint));
     };
     if in_use
         .iter()

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use rtool::json::Json;
 use rtool::sys::{self, mountinfo};
+use rtool::text::glyph;
 use rtool::units::{human, parse_size};
 use rtool::{ctx, exit, Ctx, Error, Kind, Result};
 
@@ -40,6 +41,9 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         Some(p) => std::path::absolute(p).map_err(|e| Error::path(e, p))?,
         None => ctx.host_path("/run/archiso/cowspace"),
     };
+    if m.contains_id("size") && !ctx.dry_run {
+        ctx.require_root(&format!("it remounts {} with a new size", path.display()))?;
+    }
     check_tmpfs(ctx, &path)?;
     let before = sys::space(&path)?;
     let Some(want) = m.get_one::<String>("size") else {
@@ -95,7 +99,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         ));
     }
     if ctx.dry_run {
-        writeln!(ctx.out(), "would remount {} with size={} ({} → {})", path.display(), new, human(before.total), human(new))?;
+        writeln!(ctx.out(), "would remount {} with size={} ({} {} {})", path.display(), new, human(before.total), glyph("→"), human(new))?;
         return Ok(exit::OK);
     }
     nix::mount::mount(None::<&str>, &path, None::<&str>, nix::mount::MsFlags::MS_REMOUNT, Some(format!("size={new}").as_str()))
@@ -106,9 +110,10 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     let after = sys::space(&path)?;
     writeln!(
         ctx.out(),
-        "{}: {} → {} (read back from the kernel), {} free",
+        "{}: {} {} {} (read back from the kernel), {} free",
         path.display(),
         human(before.total),
+        glyph("→"),
         human(after.total),
         human(after.avail)
     )?;

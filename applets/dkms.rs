@@ -8,6 +8,7 @@ use rtool::json::Json;
 use rtool::kernel::build::{self, Compress, Depmod, State};
 use rtool::kernel::modules_dir;
 use rtool::progress::{Activity, Mode};
+use rtool::text::glyph;
 use rtool::{ctx, exit, sys, Ctx, Error, Result};
 
 pub fn command() -> Command {
@@ -91,6 +92,9 @@ fn root_of(ctx: &Ctx, a: &ArgMatches) -> Result<PathBuf> {
 
 fn build_cmd(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
     let root = root_of(ctx, a)?;
+    if !ctx.dry_run {
+        ctx.require_root(&format!("it installs modules in {}", rtool::ctx::below(&root, std::path::Path::new("/usr/lib/modules")).display()))?;
+    }
     let spec = a.get_one::<String>("source").cloned().unwrap_or_default();
     let dir = build::locate(&root, &spec)?;
     let kernels: Vec<String> = match a.get_many::<String>("kernel") {
@@ -130,7 +134,7 @@ fn build_cmd(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
         }
         if let Some(why) = build::refusal(&src, &vars)? {
             if force {
-                ctx.warn(format!("{why} — building anyway (--force)"));
+                ctx.warn(format!("{why} {} building anyway (--force)", glyph("—")));
             } else {
                 say(&mut out, &format!("{name}: NOT built for {kver}: {why}"))?;
                 say(&mut out, "  (nothing was compiled; --force builds anyway)")?;
@@ -275,7 +279,7 @@ fn status_cmd(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
                 r.kernel,
                 r.state.word(),
                 if r.autoinstall { "" } else { " (no AUTOINSTALL)" },
-                r.detail.as_ref().map(|d| format!(" — {d}")).unwrap_or_default()
+                r.detail.as_ref().map(|d| format!(" {} {d}", glyph("—"))).unwrap_or_default()
             )?;
         }
         if missing_auto {

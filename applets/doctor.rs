@@ -112,9 +112,7 @@ fn kernel_finding(ctx: &Ctx, kver: Option<&str>) -> Option<Finding> {
             Status::Fail,
             format!("running {kver}, but {} does not exist: no module can be loaded", dir.display()),
         )
-        .next(format!(
-            "get the modules of {kver}: `rtool fetch-pkg --match-kernel={kver}` then `rtool extract`"
-        ))
+        .next(format!("get the modules of {kver}: {}", kernel::package_from_archive(kver, &ctx.host, false)))
     };
     Some(f.data("release", kver).data("modules_dir", dir.display().to_string()).data("modules_present", dir.is_dir()))
 }
@@ -189,6 +187,30 @@ fn uses_zfs(ctx: &Ctx, mounts: &[mountinfo::Mount], root: &Path) -> bool {
         || ctx.root_path("/etc/zfs/zpool.cache").is_file()
 }
 
+/// What builds a zfs module for the running kernel: its headers from the archive, then the
+/// zfs DKMS source found on the live system or the installed one, both as commands to paste.
+fn zfs_build_steps(ctx: &Ctx, kver: Option<&str>) -> String {
+    let source = [ctx.host_path("/usr/src"), ctx.root_path("/usr/src")].into_iter().find_map(|d| {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&d)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("zfs-")) && p.join("dkms.conf").is_file())
+            .collect();
+        v.sort();
+        v.pop()
+    });
+    let k = kver.map(|k| format!(" -k {k}")).unwrap_or_default();
+    let build = match source {
+        Some(dir) => format!("`rtool dkms build {}{k}`", dir.display()),
+        None => format!("with zfs-dkms's source in /usr/src, `rtool dkms build /usr/src/zfs-*{k}`"),
+    };
+    match kver {
+        Some(kv) => format!("get the headers of {kv}: {}; then {build}", kernel::package_from_archive(kv, &ctx.host, true)),
+        None => format!("install the headers of the running kernel, then {build}"),
+    }
+}
+
 fn zfs_finding(ctx: &Ctx, kver: Option<&str>, mounts: &[mountinfo::Mount], root: &Path) -> Option<Finding> {
     let loaded = ctx.host_path("/sys/module/zfs").is_dir();
     let version = std::fs::read_to_string(ctx.host_path("/sys/module/zfs/version")).ok().map(|v| v.trim().to_string());
@@ -214,9 +236,7 @@ fn zfs_finding(ctx: &Ctx, kver: Option<&str>, mounts: &[mountinfo::Mount], root:
             if needed { Status::Fail } else { Status::Warn },
             format!("no zfs module for {kv}: ZFS pools cannot be imported"),
         )
-        .next(format!(
-            "get headers for {kv} (`rtool fetch-pkg --match-kernel`), then `rtool dkms build zfs/VERSION -k {kv}`"
-        ))
+        .next(zfs_build_steps(ctx, kver))
     };
     if needed {
         f = f.detail("the system under the root uses ZFS");
@@ -238,10 +258,13 @@ fn network_finding(ctx: &Ctx) -> Option<Finding> {
         Finding::new("network", Status::Ok, format!("{usable} interface(s) up with an address"))
     } else if real.is_empty() {
         Finding::new("network", Status::Warn, "no network interface besides loopback")
-            .next("load the NIC's driver (`rtool modprobe DRIVER`); for an Intel X520 with an unsupported SFP: `rtool sfp-unlock`")
+            .next("load the NIC's driver: `lspci -k` names it, `rtool modprobe` with that name loads it; an Intel X520 with an unsupported SFP: `rtool sfp-unlock`")
     } else {
         Finding::new("network", Status::Warn, "no interface has both a link and an address")
-            .next("check the cable; get an address (e.g. `dhcpcd IFACE`); an SFP the driver refuses: `rtool sfp-unlock`")
+            .next(format!(
+                "check the cable; get an address: {}; an SFP the driver refuses: `rtool sfp-unlock`",
+                real.iter().map(|i| format!("`dhcpcd {}`", i.name)).collect::<Vec<_>>().join(" or ")
+            ))
     };
     let ixgbe_loaded = ctx.host_path("/sys/module/ixgbe").is_dir();
     let ixgbe_ifs = real.iter().filter(|i| i.driver.as_deref() == Some("ixgbe")).count();
@@ -287,11 +310,11 @@ fn ssh_finding(ctx: &Ctx) -> Option<Finding> {
     let f = match (sshd, keys) {
         (true, k) if k > 0 => Finding::new("ssh", Status::Ok, format!("sshd is running; root has {k} authorized key(s)")),
         (true, _) => Finding::new("ssh", Status::Warn, "sshd is running, but root has no authorized key")
-            .next("add yours: `rtool pubkey add github:USER` (or a URL or file)"),
+            .next("add yours: `rtool pubkey add` with github: and your GitHub name, an https:// URL or a .pub file"),
         (false, k) if k > 0 => Finding::new("ssh", Status::Warn, format!("root has {k} authorized key(s), but sshd is not running"))
             .next("start it: `systemctl start sshd`"),
         (false, _) => Finding::new("ssh", Status::Warn, "sshd is not running and root has no authorized key")
-            .next("`rtool pubkey add github:USER`, then `systemctl start sshd`"),
+            .next("add your keys (`rtool pubkey add` with github: and your GitHub name, an https:// URL or a .pub file), then `systemctl start sshd`"),
     };
     Some(f.data("sshd", sshd).data("authorized_keys", keys))
 }
@@ -305,7 +328,11 @@ fn mounts_finding(mounts: &[mountinfo::Mount], root: &Path) -> Option<Finding> {
     let root_mounted = mountinfo::at(mounts, root).is_some();
     let mut f = if root != Path::new("/") && !root_mounted {
         Finding::new("mounts", Status::Warn, format!("{} is not a mountpoint", root.display()))
-            .next("mount the installed system first, e.g. `rtool chroot --zpool POOL DIR` or `mount DEV DIR`")
+            .next(format!(
+                "mount the installed system on {} first: `rtool chroot --zpool` with a pool \
+                 `zpool import` lists, or `mount` with a partition `lsblk -f` shows",
+                root.display()
+            ))
     } else {
         Finding::new("mounts", Status::Info, format!("{} filesystem(s) mounted under {}", under.len(), root.display()))
     };
@@ -343,7 +370,7 @@ fn boot_finding(ctx: &Ctx, mounts: &[mountinfo::Mount], root: &Path, archiso: bo
         Err(_) if archiso && ctx.root_is_host() => return None,
         Err(e) => {
             return Some(Finding::new("boot", Status::Warn, format!("cannot read the fstab: {e}"))
-                .next("mount the installed system's root, then run `rtool doctor --root DIR`"))
+                .next("mount the installed system's root on /mnt, then run `rtool doctor --root /mnt`"))
         }
     };
     let boots = fstab::boot_entries(&entries);

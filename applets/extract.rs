@@ -10,7 +10,7 @@ use rtool::archive::verify;
 use rtool::json::Json;
 use rtool::pkg::pkginfo;
 use rtool::progress::{Mode, Progress};
-use rtool::units::human;
+use rtool::units::{human, pacman_date, pacman_size};
 use rtool::{ctx, exit, Ctx, Error, Result};
 
 pub fn command() -> Command {
@@ -213,30 +213,40 @@ fn info(ctx: &Ctx, pkgs: &[PathBuf]) -> Result<u8> {
             docs.push(j);
             continue;
         }
-        let rows: [(&str, &str); 14] = [
-            ("Name", "pkgname"),
-            ("Version", "pkgver"),
-            ("Description", "pkgdesc"),
-            ("Architecture", "arch"),
-            ("URL", "url"),
-            ("Licenses", "license"),
-            ("Groups", "group"),
-            ("Provides", "provides"),
-            ("Depends On", "depend"),
-            ("Optional Deps", "optdepend"),
-            ("Conflicts With", "conflict"),
-            ("Replaces", "replaces"),
-            ("Packager", "packager"),
-            ("Build Date", "builddate"),
-        ];
-        for (title, key) in rows {
+        // The fields of `pacman -Qip`, in its order and its formats.
+        let list = |key: &str| {
             let vals: Vec<&str> = info.all(key).collect();
-            let v = if vals.is_empty() { "None".to_string() } else { vals.join("  ") };
-            writeln!(out, "{title:<15}: {v}")?;
+            if vals.is_empty() { "None".to_string() } else { vals.join("  ") }
+        };
+        let optional = {
+            let vals: Vec<&str> = info.all("optdepend").collect();
+            if vals.is_empty() { "None".to_string() } else { vals.join(&format!("\n{:18}", "")) }
+        };
+        let number = |key: &str| info.get(key).and_then(|s| s.parse::<u64>().ok());
+        let compressed = std::fs::metadata(pkg).map(|m| pacman_size(m.len())).map_err(|e| Error::path(e, pkg))?;
+        let rows = [
+            ("Name", list("pkgname")),
+            ("Version", list("pkgver")),
+            ("Description", list("pkgdesc")),
+            ("Architecture", list("arch")),
+            ("URL", list("url")),
+            ("Licenses", list("license")),
+            ("Groups", list("group")),
+            ("Provides", list("provides")),
+            ("Depends On", list("depend")),
+            ("Optional Deps", optional),
+            ("Conflicts With", list("conflict")),
+            ("Replaces", list("replaces")),
+            ("Compressed Size", compressed),
+            ("Installed Size", number("size").map(pacman_size).unwrap_or_else(|| "None".into())),
+            ("Packager", list("packager")),
+            ("Build Date", number("builddate").and_then(|t| i64::try_from(t).ok()).map(pacman_date).unwrap_or_else(|| "None".into())),
+            ("Compression", compression.to_string()),
+        ];
+        for (title, v) in rows {
+            writeln!(out, "{title:<15} : {v}")?;
         }
-        let size = info.get("size").and_then(|s| s.parse::<u64>().ok()).map(human).unwrap_or_else(|| "None".into());
-        writeln!(out, "{:<15}: {size}", "Installed Size")?;
-        writeln!(out, "{:<15}: {compression}\n", "Compression")?;
+        writeln!(out)?;
     }
     if ctx.json {
         let doc = if docs.len() == 1 { docs.remove(0) } else { Json::Arr(docs) };

@@ -8,6 +8,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use rtool::archive::rooted::Root;
 use rtool::json::Json;
 use rtool::kernel::zfs;
+use rtool::text::glyph;
 use rtool::{ctx, exit, install, Ctx, Error, Result};
 
 pub fn command() -> Command {
@@ -149,6 +150,9 @@ fn states(ctx: &Ctx, root: &Root) -> Result<Vec<(PathBuf, &'static str, &'static
 }
 
 fn install_hooks(ctx: &Ctx) -> Result<u8> {
+    if !ctx.dry_run {
+        ctx.require_root(&format!("it writes pacman hooks and {}", ctx.root_path(BIN).display()))?;
+    }
     if !ctx.root_path("/etc/pacman.conf").is_file() {
         return Err(Error::missing(format!("{}: no /etc/pacman.conf there: not a system pacman manages", ctx.root.display()))
             .hint("give the installed system's root: `rtool hook install --root /mnt`"));
@@ -182,12 +186,15 @@ fn install_hooks(ctx: &Ctx) -> Result<u8> {
             }
             _ => "would be installed",
         };
-        writeln!(out, "{}: {done} — {what}", ctx.root_path(&rel).display())?;
+        writeln!(out, "{}: {done} {} {what}", ctx.root_path(&rel).display(), glyph("—"))?;
     }
     Ok(exit::OK)
 }
 
 fn remove_hooks(ctx: &Ctx) -> Result<u8> {
+    if !ctx.dry_run {
+        ctx.require_root(&format!("it removes the pacman hooks it wrote below {}", ctx.root.display()))?;
+    }
     let mut root = Root::open(&ctx.root)?;
     let mut out = ctx.out();
     for (rel, _, _, s) in states(ctx, &root)? {
@@ -230,7 +237,7 @@ fn status(ctx: &Ctx) -> Result<u8> {
         if ctx.json {
             hooks.push(Json::obj().with("path", shown).with("state", key).with("what", what));
         } else {
-            writeln!(out, "{shown}: {word} — {what}")?;
+            writeln!(out, "{shown}: {word} {} {what}", glyph("—"))?;
         }
     }
     if ctx.json {

@@ -105,14 +105,13 @@ impl Events for Shown<'_> {
 }
 
 pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
-    if !ctx.dry_run && !rtool::sys::is_root() {
-        return Err(Error::missing("rtool install must be run as root (owners, chroot for scriptlets)")
-            .hint("run it with sudo, or as root; -n shows the plan without root"));
+    if !ctx.dry_run {
+        ctx.require_root("it sets owners and runs scriptlets chrooted into the system; -n shows the plan")?;
     }
     let paths = Paths::new(&ctx.root)?;
     if !ctx.root.join("usr").is_dir() || !ctx.root.join("etc").is_dir() {
         return Err(Error::missing(format!(
-            "{}: no usr/ and etc/ here; is the installed system mounted? (rtool chroot --zpool POOL /mnt -- true)",
+            "{}: no usr/ and etc/ here: is the installed system mounted?",
             ctx.root.display()
         )));
     }
@@ -206,7 +205,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
                 out.failures.len()
             ),
         )
-        .hint(format!("fix the cause, then rerun the failed step inside the system: rtool chroot {} -- mkinitcpio -P (or the hook named above)", ctx.root.display())));
+        .hint(format!("fix the cause, then rerun the failed step inside the system: `rtool chroot {} -- mkinitcpio -P` (or the hook named above)", ctx.root.display())));
     }
     Ok(exit::OK)
 }

@@ -49,6 +49,13 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     if m.get_flag("list") {
         return list(ctx);
     }
+    if !ctx.dry_run {
+        ctx.require_root(&format!(
+            "it writes to {} and {}",
+            ctx.root_path("/boot").display(),
+            store(ctx).display()
+        ))?;
+    }
     if m.get_flag("restore") {
         return restore(ctx);
     }
@@ -125,7 +132,7 @@ fn keep(ctx: &Ctx) -> Result<u8> {
         }
         std::fs::rename(&tmp, &dest).map_err(|e| Error::path(e, &dest))?;
         let entry = write_loader_entry(ctx, &base, &kver)?;
-        writeln!(out, "kept {kver}: /boot/vmlinuz-{base}-prev, modules in {}", dest.display())?;
+        writeln!(out, "kept {kver}: {}, modules in {}", boot.join(format!("vmlinuz-{base}-prev")).display(), dest.display())?;
         match entry {
             Some(p) => writeln!(out, "  boot entry: {}", p.display())?,
             None => writeln!(out, "  no systemd-boot here: add a boot entry for /boot/vmlinuz-{base}-prev (e.g. `grub-mkconfig -o /boot/grub/grub.cfg`)")?,
@@ -219,7 +226,7 @@ fn list(ctx: &Ctx) -> Result<u8> {
             );
             continue;
         }
-        writeln!(out, "{kver}: modules kept; {}", if prev.is_empty() { "no -prev image in /boot".to_string() } else { format!("boots from /boot/{}", prev.join(", ")) })?;
+        writeln!(out, "{kver}: modules kept; {}", if prev.is_empty() { "no -prev image in /boot".to_string() } else { format!("boots from {}", prev.iter().map(|p| boot.join(p).display().to_string()).collect::<Vec<_>>().join(", ")) })?;
     }
     if ctx.json {
         let j = Json::obj().with("store", store(ctx).display().to_string()).with("kept", Json::Arr(rows));

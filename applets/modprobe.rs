@@ -4,7 +4,7 @@ use std::io::Write;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use rtool::kernel::modload::{Event, Loader, Outcome};
-use rtool::{ctx, exit, Ctx, Error, Result};
+use rtool::{ctx, exit, Ctx, Result};
 
 pub fn command() -> Command {
     Command::new("modprobe")
@@ -47,8 +47,8 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     let module = m.get_one::<String>("module").cloned().unwrap_or_default();
     let params: Vec<String> = m.get_many::<String>("params").map(|v| v.cloned().collect()).unwrap_or_default();
     let dry_run = ctx.dry_run || m.get_flag("show_depends");
-    if !dry_run && !rtool::sys::is_root() {
-        return Err(Error::missing("loading kernel modules needs root").hint("run it with sudo, or as root"));
+    if !dry_run {
+        ctx.require_root("it loads kernel modules")?;
     }
     let loader = Loader::new(&ctx.root, &ctx.host)?;
     ctx.debug(format!(

@@ -85,6 +85,16 @@ fn root_on_zfs(ctx: &Ctx) -> bool {
 pub fn run(ctx: &Ctx, _m: &ArgMatches) -> Result<u8> {
     let boot = ctx.root_path("/boot");
     let mut findings = Vec::new();
+    // The next steps as commands to paste at this prompt: run inside the system through
+    // `rtool chroot` when it is mounted elsewhere, rtool's own applets given its --root.
+    let root_arg = if ctx.root_is_host() { String::new() } else { format!(" --root {}", ctx.root.display()) };
+    let inside = |cmd: String| {
+        if ctx.root_is_host() {
+            format!("`{cmd}`")
+        } else {
+            format!("`rtool chroot {} -- {cmd}`", ctx.root.display())
+        }
+    };
 
     // /boot mounted?
     let mounts = mountinfo::read(&ctx.host_path("/proc/self/mountinfo")).unwrap_or_default();
@@ -107,7 +117,7 @@ pub fn run(ctx: &Ctx, _m: &ArgMatches) -> Result<u8> {
     let (dkms_rows, dkms_warnings) = dkms_build::status(&ctx.root).unwrap_or_default();
     // A module source that cannot be read leaves its kernels unchecked: say so.
     for w in dkms_warnings {
-        findings.push(Finding::new("dkms", Status::Warn, w).next("`rtool dkms status` says more"));
+        findings.push(Finding::new("dkms", Status::Warn, w).next(format!("`rtool dkms status{root_arg}` says more")));
     }
     if ks.is_empty() {
         findings.push(Finding::new("kernels", Status::Fail, format!("no kernel (vmlinuz-*) in {}", boot.display())).next("reinstall the kernel package with /boot mounted"));
@@ -124,13 +134,13 @@ pub fn run(ctx: &Ctx, _m: &ArgMatches) -> Result<u8> {
         } else {
             findings.push(
                 Finding::new("modules", Status::Fail, format!("{name} is {rel}, but {} does not exist: it boots without any module", moddir.display()))
-                    .next(format!("reinstall the package of {rel}, or `rtool fetch-pkg --match-kernel={rel}` and `rtool extract`"))
+                    .next(format!("reinstall the package of {rel}, or {}", rtool::kernel::package_from_archive(rel, &ctx.root, false)))
                     .data("kernel", rel.as_str()),
             );
         }
         // The initramfs and what it holds.
         match initramfs_of(&boot, k) {
-            None => findings.push(Finding::new("initramfs", Status::Fail, format!("{name}: no initramfs beside it")).next(format!("`mkinitcpio -p {}` in the system", k.base)).data("kernel", rel.as_str())),
+            None => findings.push(Finding::new("initramfs", Status::Fail, format!("{name}: no initramfs beside it")).next(inside(format!("mkinitcpio -p {}", k.base))).data("kernel", rel.as_str())),
             Some(img) => {
                 let newer = match (img.metadata().and_then(|m| m.modified()), k.image.metadata().and_then(|m| m.modified())) {
                     (Ok(i), Ok(v)) => i >= v,
@@ -138,7 +148,7 @@ pub fn run(ctx: &Ctx, _m: &ArgMatches) -> Result<u8> {
                 };
                 let iname = img.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
                 if !newer {
-                    findings.push(Finding::new("initramfs", Status::Fail, format!("{iname} is older than {name}: it was not rebuilt for this kernel")).next(format!("`mkinitcpio -p {}`", k.base)).data("kernel", rel.as_str()));
+                    findings.push(Finding::new("initramfs", Status::Fail, format!("{iname} is older than {name}: it was not rebuilt for this kernel")).next(inside(format!("mkinitcpio -p {}", k.base))).data("kernel", rel.as_str()));
                 }
                 match initramfs::contents(&img) {
                     Err(e) => findings.push(Finding::new("initramfs", Status::Fail, format!("{iname}: unreadable: {e}")).data("kernel", rel.as_str())),
@@ -150,7 +160,7 @@ pub fn run(ctx: &Ctx, _m: &ArgMatches) -> Result<u8> {
                         }
                         let missing: Vec<&String> = need.iter().filter(|n| c.has(n, None).is_none()).collect();
                         if !rels.is_empty() && !rels.contains(rel) {
-                            findings.push(Finding::new("initramfs", Status::Fail, format!("{iname} holds modules of {} but the kernel is {rel}", rels.join(", "))).next(format!("`mkinitcpio -p {}`", k.base)).data("kernel", rel.as_str()));
+                            findings.push(Finding::new("initramfs", Status::Fail, format!("{iname} holds modules of {} but the kernel is {rel}", rels.join(", "))).next(inside(format!("mkinitcpio -p {}", k.base))).data("kernel", rel.as_str()));
                         } else if missing.is_empty() {
                             if newer {
                                 findings.push(Finding::new("initramfs", Status::Ok, format!("{iname}: current{}", if need.is_empty() { String::new() } else { format!(", holds {}", need.join(", ")) })).data("kernel", rel.as_str()));
@@ -158,7 +168,10 @@ pub fn run(ctx: &Ctx, _m: &ArgMatches) -> Result<u8> {
                         } else {
                             findings.push(
                                 Finding::new("initramfs", Status::Fail, format!("{iname} lacks {}: the root filesystem cannot be mounted at boot", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")))
-                                    .next("build the module for this kernel (`rtool dkms build`), then `mkinitcpio -p` again")
+                                    .next(match dkms_rows.iter().find(|r| r.kernel == *rel && missing.iter().any(|m| **m == r.module)) {
+                                        Some(r) => format!("`rtool dkms build {}/{} -k {rel}{root_arg}`, then {}", r.module, r.version, inside(format!("mkinitcpio -p {}", k.base))),
+                                        None => format!("build it for {rel} (`rtool dkms status{root_arg}` lists the sources), then {}", inside(format!("mkinitcpio -p {}", k.base))),
+                                    })
                                     .data("kernel", rel.as_str()),
                             );
                         }
@@ -174,11 +187,11 @@ pub fn run(ctx: &Ctx, _m: &ArgMatches) -> Result<u8> {
             if let Some(d) = &r.detail {
                 f = f.detail(d.clone());
             }
-            findings.push(f.next(format!("`rtool dkms build {}/{} -k {rel}`, or keep a kernel it supports", r.module, r.version)));
+            findings.push(f.next(format!("`rtool dkms build {}/{} -k {rel}{root_arg}`, or keep a kernel it supports", r.module, r.version)));
         }
     }
     if ks.len() == 1 {
-        findings.push(Finding::new("fallback", Status::Warn, "only one kernel is installed: nothing to fall back to if it fails").next("`rtool kernel-keep` keeps the current kernel bootable across an upgrade, or install linux-lts"));
+        findings.push(Finding::new("fallback", Status::Warn, "only one kernel is installed: nothing to fall back to if it fails").next(format!("`rtool kernel-keep{root_arg}` keeps the current kernel bootable across an upgrade, or install linux-lts")));
     } else if ks.len() > 1 {
         findings.push(Finding::new("fallback", Status::Ok, format!("{} kernels installed", ks.len())));
     }

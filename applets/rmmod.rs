@@ -27,8 +27,8 @@ Exit status: 0 unloaded; 4 in use or refused; 7 not loaded, or not root.",
 }
 
 pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
-    if !ctx.dry_run && !rtool::sys::is_root() {
-        return Err(Error::missing("unloading kernel modules needs root").hint("run it with sudo, or as root"));
+    if !ctx.dry_run {
+        ctx.require_root("it unloads kernel modules")?;
     }
     let sys_module = ctx.host_path("/sys/module");
     let mut out = ctx.out();

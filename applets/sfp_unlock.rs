@@ -59,8 +59,8 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         ))
         .hint("use a module from the card's qualified list, or a firmware/tool from the vendor that lifts the restriction; reloading the driver cannot change it"));
     }
-    if !ctx.dry_run && !rtool::sys::is_root() {
-        return Err(Error::missing("reloading a driver needs root").hint("run it with sudo, or as root"));
+    if !ctx.dry_run {
+        ctx.require_root("it unloads and loads the driver again")?;
     }
     let sys_module = ctx.host_path("/sys/module");
     if modload::state(&sys_module, &driver) == State::BuiltIn {

@@ -124,9 +124,10 @@ fn stick_dir(m: &ArgMatches) -> Result<Layout> {
     let dir = m.get_one::<PathBuf>("dir").cloned().unwrap_or_default();
     if !dir.is_dir() {
         return Err(Error::usage(format!("{}: no such directory", dir.display()))
-            .hint("mount the stick first, e.g. `mount /dev/sdX1 /run/media/usb`"));
+            .hint(format!("mount the stick on {} first (`lsblk -f` names its partition)", dir.display())));
     }
-    Ok(Layout::new(dir))
+    // Absolute, so every path a message names is one to paste from anywhere.
+    Ok(Layout::new(std::path::absolute(&dir).map_err(|e| Error::path(e, &dir))?))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -742,7 +743,7 @@ fn check(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         Err(e) => {
             return Err(Error::path(e, &sums_path)
                 .context("not a stick prepared by rtool")
-                .hint("`rtool stick prepare DIR` makes one"))
+                .hint(format!("`rtool stick prepare {}` makes one", lay.dir.display())))
         }
     };
     let mut bad: Vec<String> = Vec::new();
@@ -759,14 +760,14 @@ fn check(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         verify_failed = true;
         findings.push(
             Finding::new("checksum", Status::Fail, format!("{rel}: its SHA-256 differs from {}: damaged or changed", stick::SUMS))
-                .next("prepare the stick again (`rtool stick prepare DIR`) to replace it")
+                .next(format!("prepare the stick again (`rtool stick prepare {}`) to replace it", lay.dir.display()))
                 .data("file", rel.as_str()),
         );
     }
     for rel in &missing {
         findings.push(
             Finding::new("checksum", Status::Fail, format!("{rel}: listed in {} but missing", stick::SUMS))
-                .next("prepare the stick again (`rtool stick prepare DIR`)")
+                .next(format!("prepare the stick again (`rtool stick prepare {}`)", lay.dir.display()))
                 .data("file", rel.as_str()),
         );
     }
@@ -776,7 +777,7 @@ fn check(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     }
     if !unlisted.is_empty() {
         let mut f = Finding::new("checksum", Status::Warn, format!("{} file(s) on the stick are not in {}", unlisted.len(), stick::SUMS))
-            .next("`rtool stick prepare DIR` again covers them");
+            .next(format!("`rtool stick prepare {}` again covers them", lay.dir.display()));
         for u in &unlisted {
             f = f.detail(u.clone());
         }
@@ -836,7 +837,7 @@ fn check(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     // What the verified packages can rescue.
     let target = std::fs::read_to_string(lay.at(stick::TARGET)).unwrap_or_default();
     let installed = stick::target_kernels(&target);
-    findings.push(kernels_finding(&good, &installed));
+    findings.push(kernels_finding(&good, &installed, &lay.dir));
     findings.push(zfs_finding(&good, &target));
 
     let code = if verify_failed {
@@ -885,7 +886,7 @@ fn on_stick(lay: &Layout) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn kernels_finding(good: &[(name::PkgFileName, PathBuf)], installed: &[(String, String)]) -> Finding {
+fn kernels_finding(good: &[(name::PkgFileName, PathBuf)], installed: &[(String, String)], dir: &Path) -> Finding {
     let mut kernels: Vec<(&str, String)> = good
         .iter()
         .filter(|(p, _)| KERNEL_PACKAGES.contains(&p.name.as_str()))
@@ -895,7 +896,10 @@ fn kernels_finding(good: &[(name::PkgFileName, PathBuf)], installed: &[(String, 
     kernels.dedup();
     if kernels.is_empty() {
         return Finding::new("kernels", Status::Fail, "no verified kernel package: the stick cannot reinstall a kernel offline")
-            .next("`rtool stick prepare DIR` on the machine, or name one: `rtool stick prepare DIR linux=VERSION`");
+            .next(format!(
+                "`rtool stick prepare {0}` on the machine, or name one: `rtool stick prepare {0} linux`",
+                dir.display()
+            ));
     }
     let mut f = Finding::new("kernels", Status::Ok, format!("{} kernel(s) can be installed offline", kernels.len()));
     let mut data = Vec::new();

@@ -79,8 +79,12 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         let sig_path = sig_path_of(pkg);
         // The package first: a mistyped name is a missing package, not a missing signature.
         let result = if std::fs::symlink_metadata(pkg).is_err() {
-            Err(Error::missing(format!("no such package file {}", pkg.display()))
-                .hint("check the name; `rtool fetch-pkg NAME` downloads a package with its signature"))
+            Err(Error::missing(format!("no such package file {}", pkg.display())).hint(
+                match pkg.file_name().and_then(|f| f.to_str()).and_then(|f| rtool::pkg::name::parse(f).ok()) {
+                    Some(p) => format!("check the path; `rtool fetch-pkg {}={}` downloads it with its signature", p.name, p.version()),
+                    None => "check the path; `rtool fetch-pkg` downloads a package with its signature".to_string(),
+                },
+            ))
         } else {
             sig::verify_file(&keyring, pkg, &sig_path)
         };

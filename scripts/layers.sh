@@ -23,17 +23,18 @@ fi
 # a group; `*` is every domain of the library. No entry allows `applets`: src/ never imports
 # them. Keep this table and ARCHITECTURE.md's equal.
 TABLE='
-@helpers     = error paths units json hash decompress progress report
+@helpers     = error paths units text json hash decompress progress report
 
 # helpers: small modules that know no domain
 error:
 paths:
 units:
+text:
 json:
 hash:
 decompress:  error
 progress:    units
-report:      json
+report:      json text
 # formats: from bytes and files alone
 pkg:         @helpers
 # the context an applet runs in

@@ -10,6 +10,7 @@ use crate::error::{exit, Error, Kind, Result};
 use crate::install;
 use crate::json::Json;
 use crate::manual;
+use crate::text;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -96,7 +97,9 @@ fn run_applet(applet: &'static Applet, via_link: bool, args: Vec<OsString>) -> u
         format!("rtool {}", applet.name)
     };
     let help = format!("{bin_name} --help");
-    let cmd = applet.full_command(bin_name);
+    // Help is for a person even in a pipe: 80 columns unless the terminal is narrower.
+    let width = text::stdout_width().unwrap_or(text::MAX_WIDTH);
+    let cmd = applet.full_command(bin_name).term_width(width);
     // Before the command line is understood, `--json` anywhere ahead of a `--` asks for
     // errors as JSON too: a script that wants JSON gets it for a mistyped option as well.
     let json_seen = args
@@ -109,8 +112,15 @@ fn run_applet(applet: &'static Applet, via_link: bool, args: Vec<OsString>) -> u
         Err(e) => {
             return match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-                    let _ = e.print();
-                    exit::OK
+                    // Help is rtool's own text: its glyphs follow the locale, its lines the
+                    // terminal's width (80 columns at most).
+                    let shown =
+                        text::wrap_lines(&text::ascii(&e.render().to_string()), Some(width));
+                    report(
+                        io::stdout()
+                            .write_all(shown.as_bytes())
+                            .map_err(Error::from),
+                    )
                 }
                 _ => usage_error(applet.name, &help, &e, json_seen),
             };
@@ -212,9 +222,16 @@ pub fn print_error(who: &str, e: &Error) -> u8 {
     let mut err = io::stderr().lock();
     let _ = writeln!(err, "{who}: error: {e}");
     if let Some(h) = e.hint_text() {
-        let _ = writeln!(err, "{who}: hint: {h}");
+        let _ = writeln!(err, "{}", hint_line(who, h));
     }
     e.exit_code()
+}
+
+/// `WHO: hint: …`, wrapped to the terminal with the text's continuation lines under its start.
+pub fn hint_line(who: &str, hint: &str) -> String {
+    let first = format!("{who}: hint: ");
+    let indent = first.len();
+    text::hang(&first, hint, indent, text::stderr_width())
 }
 
 fn list(applets: &'static [Applet], out: &mut dyn Write) -> Result<()> {
@@ -222,9 +239,16 @@ fn list(applets: &'static [Applet], out: &mut dyn Write) -> Result<()> {
         out,
         "rtool {VERSION}: the Arch Linux rescue multitool. Applets:"
     )?;
-    let width = applets.iter().map(|a| a.name.len()).max().unwrap_or(0);
+    let names = applets.iter().map(|a| a.name.len()).max().unwrap_or(0);
+    // Two columns in 80 at most: a summary too long goes on under itself, not under the names.
+    let width = text::stdout_width().unwrap_or(text::MAX_WIDTH);
     for a in applets {
-        writeln!(out, "  {:width$}  {}", a.name, a.summary)?;
+        let first = format!("  {:names$}  ", a.name);
+        writeln!(
+            out,
+            "{}",
+            text::hang(&first, a.summary, names + 4, Some(width))
+        )?;
     }
     writeln!(
         out,
@@ -302,9 +326,10 @@ fn install_cmd(applets: &'static [Applet], argv0: &OsStr, args: Vec<OsString>) -
     if !all {
         writeln!(
             out,
-            "rtool: not linked, so the system's own stay first in PATH: {} (rtool {} …, or --install --all)",
+            "rtool: not linked, so the system's own stay first in PATH: {} (rtool {} {}, or --install --all)",
             SHADOWING.join(", "),
-            SHADOWING[0]
+            SHADOWING[0],
+            crate::text::glyph("…")
         )?;
     }
     Ok(())

@@ -167,6 +167,19 @@ impl Ctx {
         }
     }
 
+    /// Stops an applet that needs root before it has done anything, with the message every
+    /// such applet gives: `rtool APPLET must be run as root (WHY)`, and the hint to run the
+    /// same command line as root. `why` says what needs it, with absolute paths.
+    pub fn require_root(&self, why: &str) -> Result<()> {
+        if nix::unistd::geteuid().is_root() {
+            return Ok(());
+        }
+        Err(
+            Error::missing(format!("rtool {} must be run as root ({why})", self.applet))
+                .hint(format!("run it as root: `sudo {}`", command_line())),
+        )
+    }
+
     /// A warning, always shown (also with `-q`).
     pub fn warn(&self, msg: impl AsRef<str>) {
         let _ = writeln!(io::stderr(), "{}: warning: {}", self.applet, msg.as_ref());
@@ -185,12 +198,30 @@ fn flag_anywhere(m: &ArgMatches, id: &str) -> bool {
             .is_some_and(|(_, sub)| flag_anywhere(sub, id))
 }
 
+/// This process's command line, quoted so that a shell reads it back the same.
+fn command_line() -> String {
+    std::env::args_os()
+        .map(|a| shell_quote(&a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn shell_quote(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./=:,+@%-".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// A `--root` that is not an installed system is a mistake to stop at: diagnosed, an empty
 /// directory looks like a broken system, and unpacked into, it fills the live system's /mnt
 /// (the incident's own mistake). It must be a directory with `etc/` and `usr/`.
 fn check_root(root: &Path) -> Result<()> {
-    const HINT: &str = "is the installed system mounted there? (rtool chroot --zpool POOL /mnt, \
-                        or mount its root partition on the directory first)";
+    const HINT: &str = "is the installed system mounted there? Mount it first: `rtool chroot \
+                        --zpool` with a pool `zpool import` lists, or `mount` with a partition \
+                        `lsblk -f` shows";
     let shown = root.display();
     match std::fs::metadata(root) {
         Ok(m) if m.is_dir() => {}
@@ -235,4 +266,17 @@ pub fn color_wanted(is_terminal: bool) -> bool {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let dumb = std::env::var_os("TERM").is_none_or(|t| t == "dumb");
     is_terminal && !no_color && !dumb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_quote_for_the_shell() {
+        assert_eq!(shell_quote("--root=/mnt"), "--root=/mnt");
+        assert_eq!(shell_quote("/mnt/my disk"), "'/mnt/my disk'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
 }

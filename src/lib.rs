@@ -24,6 +24,7 @@ pub mod sig;
 pub mod ssh;
 pub mod stick;
 pub mod sys;
+pub mod text;
 pub mod transaction;
 pub mod units;
 

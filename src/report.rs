@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use crate::json::Json;
+use crate::text;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
@@ -84,21 +85,39 @@ pub fn worst(findings: &[Finding]) -> Status {
         .unwrap_or(Status::Info)
 }
 
-/// One block per finding: `[ OK ] summary`, indented details, `-> next step`.
+/// One block per finding: `[ OK ] summary`, indented details, `-> next step`, wrapped to the
+/// terminal (80 columns at most) with each continuation under the text it continues.
 pub fn write_text(out: &mut dyn Write, findings: &[Finding], color: bool) -> std::io::Result<()> {
+    write_text_to(out, findings, color, text::stdout_width())
+}
+
+/// The column the text of a finding starts at, after `[WARN] `.
+const INDENT: usize = 9;
+
+fn write_text_to(
+    out: &mut dyn Write,
+    findings: &[Finding],
+    color: bool,
+    width: Option<usize>,
+) -> std::io::Result<()> {
+    let pad = " ".repeat(INDENT);
     for f in findings {
         let word = f.status.word();
+        // The colour codes take no columns: the line is wrapped as if they were not there.
+        let tag = format!("[{word:^4}] ");
+        let line = text::hang(&tag, &format!("{}: {}", f.id, f.summary), INDENT, width);
         if color {
-            write!(out, "[{}{word:^4}\x1b[0m] ", f.status.color())?;
+            let painted = format!("[{}{word:^4}\x1b[0m] ", f.status.color());
+            writeln!(out, "{painted}{}", &line[tag.len()..])?;
         } else {
-            write!(out, "[{word:^4}] ")?;
+            writeln!(out, "{line}")?;
         }
-        writeln!(out, "{}: {}", f.id, f.summary)?;
         for d in &f.details {
-            writeln!(out, "         {d}")?;
+            writeln!(out, "{}", text::hang(&pad, d, INDENT, width))?;
         }
         if let Some(n) = &f.next {
-            writeln!(out, "         -> {n}")?;
+            let arrow = format!("{pad}-> ");
+            writeln!(out, "{}", text::hang(&arrow, n, INDENT + 3, width))?;
         }
     }
     Ok(())
@@ -134,11 +153,27 @@ mod tests {
                 .next("rtool fix"),
         ];
         let mut out = Vec::new();
-        write_text(&mut out, &f, false).unwrap();
+        write_text_to(&mut out, &f, false, None).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "[ OK ] a: fine\n[FAIL] b: broken\n         why\n         -> rtool fix\n"
         );
         assert_eq!(worst(&f), Status::Fail);
+    }
+
+    #[test]
+    fn long_findings_wrap_under_their_text() {
+        let f = vec![Finding::new("fallback", Status::Warn, "only one kernel is installed: nothing to fall back to if it fails")
+            .next("`rtool kernel-keep` keeps the current kernel bootable across an upgrade, or install linux-lts")];
+        let mut out = Vec::new();
+        write_text_to(&mut out, &f, false, Some(80)).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "[WARN] fallback: only one kernel is installed: nothing to fall back to if it\n         \
+             fails\n         -> `rtool kernel-keep` keeps the current kernel bootable across an\n            \
+             upgrade, or install linux-lts\n"
+        );
+        assert!(text.lines().all(|l| l.len() <= 80));
     }
 }

@@ -19,6 +19,40 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
+/// A size as pacman prints it (`pacman -Qi`): two decimals, in the largest unit that leaves
+/// at most 2048 of it (`97095` → `94.82 KiB`).
+pub fn pacman_size(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while i + 1 < UNITS.len() && v > 2048.0 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.2} {}", UNITS[i])
+}
+
+/// Seconds since the epoch as local time (the `TZ` variable, else /etc/localtime), formatted
+/// by strftime; `None` for a time the C library cannot represent.
+pub fn local_time(t: i64, format: &std::ffi::CStr) -> Option<String> {
+    // SAFETY: localtime_r and strftime write only into the structures and buffer given, which
+    // outlive the calls; time_t is 64 bits on x86_64 (musl and glibc alike).
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r((&t as *const i64).cast(), &mut tm).is_null() {
+            return None;
+        }
+        let mut buf = [0u8; 128];
+        let n = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), format.as_ptr(), &tm);
+        (n > 0).then(|| String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+}
+
+/// A date as pacman prints it (`Build Date`: strftime's `%c` in the C locale), in local time.
+pub fn pacman_date(t: i64) -> String {
+    local_time(t, c"%a %b %e %H:%M:%S %Y").unwrap_or_else(|| t.to_string())
+}
+
 /// `90` → `1:30`, `3725` → `1:02:05`.
 pub fn duration(secs: u64) -> String {
     let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
@@ -67,6 +101,14 @@ pub fn parse_size(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pacman_sizes() {
+        assert_eq!(pacman_size(97_095), "94.82 KiB");
+        assert_eq!(pacman_size(2048), "2048.00 B");
+        assert_eq!(pacman_size(33_362), "32.58 KiB");
+        assert_eq!(pacman_size(5 << 30), "5.00 GiB");
+    }
 
     #[test]
     fn human_sizes() {

@@ -381,6 +381,35 @@ fn refuses_a_non_directory_and_a_non_root_user() {
         .stderr_has("must be run as root");
 }
 
+#[test]
+fn a_device_that_is_not_there_is_named_as_missing() {
+    let s = Scratch::new();
+    let d = s.path().join("d");
+    rtool(["chroot", "--mount", "/dev/rtool-nonexist"])
+        .arg(&d)
+        .run()
+        .status(7)
+        .stderr_has("chroot: error: /dev/rtool-nonexist: no such device\n")
+        .stderr_has("chroot: hint: `lsblk -f` lists the disks and partitions");
+    let f = s.path().join("file");
+    std::fs::write(&f, "x").expect("write");
+    let out = rtool([
+        "chroot".as_ref(),
+        "--mount".as_ref(),
+        f.as_os_str(),
+        d.as_os_str(),
+    ])
+    .run()
+    .status(2)
+    .stderr_has("not a block device");
+    assert!(
+        !out.stderr().contains("no filesystem type"),
+        "{}",
+        out.stderr()
+    );
+    s.assert_no_mounts();
+}
+
 /// A chroot directory `d` holding a static busybox `true`: enough to enter, for the tests
 /// whose pool is stubbed (nothing gets mounted on `d` itself).
 fn stub_chroot(s: &Scratch) -> PathBuf {

@@ -115,7 +115,16 @@ fn archiso_live_system_with_small_cowspace_and_no_zfs() {
         text.contains(&format!("[WARN] zfs: no zfs module for {kver}")),
         "{text}"
     );
-    assert!(text.contains("rtool dkms build zfs/VERSION"), "{text}");
+    // Commands to paste: the headers' package by name, the build of whatever zfs source the
+    // live system gets.
+    assert!(
+        text.contains("linux-headers-6.2.8.arch1-1-x86_64.pkg.tar.zst`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`rtool dkms build /usr/src/zfs-* -k 6.2.8-arch1-1`"),
+        "{text}"
+    );
     assert!(
         text.contains("[WARN] network: no interface has both a link and an address"),
         "{text}"

@@ -251,10 +251,14 @@ fn info_shows_the_pkginfo() {
         .arg(&p)
         .run()
         .success()
-        .stdout_has("Name           : cmatrix\n")
-        .stdout_has("Version        : 2.0-3\n")
-        .stdout_has("Depends On     : ncurses\n")
-        .stdout_has("Compression    : zstd\n");
+        .stdout_has("Name            : cmatrix\n")
+        .stdout_has("Version         : 2.0-3\n")
+        .stdout_has("Depends On      : ncurses\n")
+        .stdout_has(
+            "Optional Deps   : kbd: cmatrix-tty custom font\n                  \
+             xterm: cmatrix-tty custom font\n",
+        )
+        .stdout_has("Compression     : zstd\n");
     let j = rtool(["extract", "--info", "--json"])
         .arg(&p)
         .run()
@@ -274,6 +278,88 @@ fn info_shows_the_pkginfo() {
         .success()
         .json();
     assert_eq!(e["pkgver"], "2:3.1-4");
+}
+
+/// `pacman -Qip` and `--info` as `Label : value` pairs; a value's further lines (pacman's
+/// optional dependencies) are kept with it.
+fn qip_fields(text: &str) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    let mut last: Option<String> = None;
+    for line in text.lines() {
+        if let Some(more) = line.strip_prefix(&" ".repeat(18)) {
+            if let Some(v) = last.as_ref().and_then(|k| m.get_mut(k)) {
+                let v: &mut String = v;
+                v.push('\n');
+                v.push_str(more);
+            }
+            continue;
+        }
+        if let Some((k, v)) = line.split_once(" : ") {
+            m.insert(k.trim_end().to_string(), v.to_string());
+            last = Some(k.trim_end().to_string());
+        }
+    }
+    m
+}
+
+/// `--info` says what `pacman -Qip` says, field by field, for every field both print: the
+/// build date in pacman's format and local time (a TZ with summer time), sizes as pacman
+/// rounds them, one optional dependency a line (or None).
+#[test]
+fn info_prints_what_pacman_qip_prints() {
+    assert!(
+        common::which("pacman").is_some(),
+        "pacman is missing (scripts/test-deps.sh)"
+    );
+    let tz = "CET-1CEST,M3.5.0,M10.5.0/3";
+    for name in [
+        "cmatrix-2.0-3-x86_64.pkg.tar.zst",
+        "archey3.pkg.tar.xz",
+        "acpi_call-dkms.pkg.tar.zst",
+    ] {
+        let p = real_arch(name);
+        let ours = rtool(["extract", "--info"])
+            .arg(&p)
+            .env("TZ", tz)
+            .run()
+            .success()
+            .stdout();
+        let theirs = Cmd::new("pacman")
+            .arg("-Qip")
+            .arg(&p)
+            .env("TZ", tz)
+            .env("LC_ALL", "C")
+            .run()
+            .success()
+            .stdout();
+        let (a, b) = (qip_fields(&ours), qip_fields(&theirs));
+        let both: Vec<&String> = a.keys().filter(|k| b.contains_key(*k)).collect();
+        for k in [
+            "Name",
+            "Version",
+            "Optional Deps",
+            "Installed Size",
+            "Compressed Size",
+            "Build Date",
+        ] {
+            assert!(both.iter().any(|b| *b == k), "{name}: {k} missing:\n{ours}");
+        }
+        for k in both {
+            assert_eq!(
+                a[k], b[k],
+                "{name}: {k}\n--- rtool\n{ours}\n--- pacman\n{theirs}"
+            );
+        }
+        // The layout too: the value column and the continuation lines are pacman's.
+        for line in theirs.lines().filter(|l| {
+            l.starts_with("Optional Deps") || l.starts_with("Build Date") || l.starts_with(' ')
+        }) {
+            assert!(
+                ours.lines().any(|o| o == line),
+                "{name}: {line:?} not in\n{ours}"
+            );
+        }
+    }
 }
 
 /// Extracts, changes one thing, and expects --verify to name exactly that field.

@@ -101,8 +101,8 @@ fn grouped_and_inline_paths_count_comments_and_strings_do_not() {
     assert_eq!(
         problems(&text),
         [
-            format!("src/pkg/name.rs:{}: pkg -> sys: not allowed (pkg may import: error paths units json hash decompress progress report)", line + 2),
-            format!("src/pkg/name.rs:{}: pkg -> install: not allowed (pkg may import: error paths units json hash decompress progress report)", line + 7),
+            format!("src/pkg/name.rs:{}: pkg -> sys: not allowed (pkg may import: error paths units text json hash decompress progress report)", line + 2),
+            format!("src/pkg/name.rs:{}: pkg -> install: not allowed (pkg may import: error paths units text json hash decompress progress report)", line + 7),
             "layers: 2 problem(s)".to_string(),
         ],
         "{text}"

@@ -139,7 +139,7 @@ fn loading_and_unloading_need_root() {
             .args(args)
             .run()
             .status(7)
-            .stderr_has("needs root");
+            .stderr_has("must be run as root");
     }
 }
 

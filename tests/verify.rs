@@ -277,7 +277,7 @@ fn a_missing_sig_is_exit_7_and_a_malformed_one_exit_3() {
         .status(7)
         .stderr_has("verify: error: ")
         .stderr_has("no signature file")
-        .stderr_has("lonely.pkg.tar.zst.sig");
+        .stderr_has("hint: mirrors keep lonely.pkg.tar.zst.sig beside the package");
     // A package that is not there is named as missing, not its signature.
     rtool(["verify", "--keyring"])
         .arg(keyring())
@@ -286,6 +286,13 @@ fn a_missing_sig_is_exit_7_and_a_malformed_one_exit_3() {
         .status(7)
         .stderr_has("no such package file")
         .stderr_has("typo.pkg.tar.zst");
+    // The hint names what to fetch, when the file name says it.
+    rtool(["verify", "--keyring"])
+        .arg(keyring())
+        .arg(tmp.path().join("linux-6.2.7.arch1-1-x86_64.pkg.tar.zst"))
+        .run()
+        .status(7)
+        .stderr_has("hint: check the path; `rtool fetch-pkg linux=6.2.7.arch1-1` downloads it");
 
     fs::write(
         tmp.path().join("lonely.pkg.tar.zst.sig"),

@@ -97,10 +97,11 @@ pub fn shown_name(raw: &[u8]) -> String {
         return String::from_utf8_lossy(raw).into_owned();
     }
     format!(
-        "{}…[{} bytes]…{}",
+        "{}{e}[{} bytes]{e}{}",
         String::from_utf8_lossy(&raw[..KEEP]),
         raw.len() - KEEP - 40,
-        String::from_utf8_lossy(&raw[raw.len() - 40..])
+        String::from_utf8_lossy(&raw[raw.len() - 40..]),
+        e = crate::text::glyph("…")
     )
 }
 

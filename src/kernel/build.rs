@@ -140,8 +140,14 @@ pub fn refusal(src: &Source, vars: &Vars) -> Result<Option<String>> {
 pub fn check_tools(root: &Path, kver: &str) -> Result<PathBuf> {
     let build = modules_dir(root, kver).join("build");
     if !build.join("Makefile").is_file() {
-        return Err(Error::missing(format!("no kernel headers for {kver}: {} is missing", build.display()))
-            .hint(format!("install the headers package of that kernel; from the archive: `rtool fetch-pkg --match-kernel={kver}`, then `rtool extract`")));
+        return Err(Error::missing(format!(
+            "no kernel headers for {kver}: {} is missing",
+            build.display()
+        ))
+        .hint(format!(
+            "install the headers package of that kernel; from the archive: {}",
+            super::package_from_archive(kver, root, true)
+        )));
     }
     for tool in ["make", "gcc"] {
         if sys::which(tool).is_none() {
@@ -535,7 +541,7 @@ fn clip_words(s: &str, max: usize) -> String {
         return joined;
     }
     let cut: String = joined.chars().take(max).collect();
-    format!("{cut}…")
+    format!("{cut}{}", crate::text::glyph("…"))
 }
 
 /// The last line of the log, read from its tail: what the progress line shows.

@@ -228,8 +228,8 @@ impl Cause {
                 )
             }
             Cause::MissingHeaders { detail } => format!(
-                "The kernel headers for this kernel are missing or incomplete: {detail}. Install the headers package that matches the kernel exactly (linux-headers for linux, linux-lts-headers for linux-lts, …)."
-            ),
+                "The kernel headers for this kernel are missing or incomplete: {detail}. Install the headers package that matches the kernel exactly (linux-headers for linux, linux-lts-headers for linux-lts, {})."
+            , crate::text::glyph("…")),
             Cause::CompilerMismatch { built_with, using } => {
                 let what = match (built_with.is_empty(), using.is_empty()) {
                     (false, false) => {

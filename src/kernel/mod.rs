@@ -30,6 +30,31 @@ pub fn modules_dir(root: &Path, kver: &str) -> PathBuf {
     }
 }
 
+/// The commands that bring the package of kernel `kver` (its modules), or of its headers,
+/// from the Arch Linux Archive and unpack it into `root`, ready to paste. Prose for a release
+/// that is not an Arch kernel's.
+pub fn package_from_archive(kver: &str, root: &Path, headers: bool) -> String {
+    let what = if headers { "headers" } else { "kernel" };
+    match crate::net::ala::kernel_packages(kver) {
+        Ok((name, vers)) => {
+            let name = if headers {
+                format!("{name}-headers")
+            } else {
+                name
+            };
+            let file = match vers.as_slice() {
+                [v] => format!("{name}-{v}-x86_64.pkg.tar.zst"),
+                _ => format!("{name}-[0-9]*-x86_64.pkg.tar.zst"),
+            };
+            format!(
+                "`rtool fetch-pkg --match-kernel={kver}`, then `rtool extract -C {} {file}`",
+                root.display()
+            )
+        }
+        Err(_) => format!("install the {what} package of {kver}"),
+    }
+}
+
 /// The module a file name holds, as the kernel names it: `zfs-foo.ko.zst` → `zfs_foo`
 /// (dashes and underscores are the same to the kernel); `None` for other files.
 pub fn module_name(file: &str) -> Option<String> {

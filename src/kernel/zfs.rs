@@ -355,8 +355,10 @@ mod tests {
         let p = problems(&[kernel("linux", "6.2.8.arch1-1", true)], &z);
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(
-            p[0].text
-                .starts_with("linux 6.2.8.arch1-1: zfs 2.1.9 supports Linux 3.10 – 6.1;"),
+            p[0].text.starts_with(
+                &"linux 6.2.8.arch1-1: zfs 2.1.9 supports Linux 3.10 – 6.1;"
+                    .replace("–", crate::text::glyph("–"))
+            ),
             "{}",
             p[0].text
         );

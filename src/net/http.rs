@@ -511,7 +511,16 @@ fn retryable(e: &Error) -> bool {
 fn status_error(url: &str, s: StatusCode) -> Error {
     let e = Error::new(Kind::Network, url).with_source(Status(s));
     if s == StatusCode::NOT_FOUND {
-        e.hint("the file is not on this mirror: check the name and version (`rtool fetch-pkg --list NAME`)")
+        // A package file's URL names the package: its archived versions are one command away.
+        let file = url.rsplit('/').next().unwrap_or_default();
+        let file = file.strip_suffix(".sig").unwrap_or(file);
+        match crate::pkg::name::parse(file) {
+            Ok(p) => e.hint(format!(
+                "the file is not on this mirror: check the version (`rtool fetch-pkg --list {}` shows the archived ones)",
+                p.name
+            )),
+            Err(_) => e.hint("the file is not on this mirror: check the name and version"),
+        }
     } else {
         e
     }
@@ -540,6 +549,23 @@ fn resolver_failure(e: &ureq::Error) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_package_not_on_the_mirror_is_named_in_the_hint() {
+        let e = status_error(
+            "https://archive.archlinux.org/packages/l/linux/linux-6.2.99.arch1-1-x86_64.pkg.tar.zst.sig",
+            StatusCode::NOT_FOUND,
+        );
+        assert_eq!(
+            e.hint_text(),
+            Some("the file is not on this mirror: check the version (`rtool fetch-pkg --list linux` shows the archived ones)")
+        );
+        let e = status_error("https://example.org/listing/", StatusCode::NOT_FOUND);
+        assert_eq!(
+            e.hint_text(),
+            Some("the file is not on this mirror: check the name and version")
+        );
+    }
 
     #[test]
     fn content_range_forms() {

@@ -65,7 +65,7 @@ pub fn parse(text: &[u8]) -> Result<Info> {
 fn clip(s: &str) -> String {
     const MAX: usize = 80;
     match s.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &s[..i]),
+        Some((i, _)) => format!("{}{}", &s[..i], crate::text::glyph("…")),
         None => s.to_string(),
     }
 }

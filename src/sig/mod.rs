@@ -192,8 +192,13 @@ fn read_sig(path: &Path) -> Result<Vec<u8>> {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(
-                Error::missing(format!("no signature file {}", path.display()))
-                    .hint("mirrors keep PKG.sig beside each package: download it too"),
+                Error::missing(format!("no signature file {}", path.display())).hint(format!(
+                    "mirrors keep {} beside the package: download it too",
+                    path.file_name().map_or_else(
+                        || path.display().to_string(),
+                        |f| f.to_string_lossy().into_owned()
+                    )
+                )),
             );
         }
         Err(e) => return Err(Error::path(e, path)),

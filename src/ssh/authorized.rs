@@ -341,19 +341,21 @@ impl KeysFile {
                 },
             )?;
             fixed.push(format!(
-                "owner of {} {}:{} → {uid}:{gid}",
+                "owner of {} {}:{} {} {uid}:{gid}",
                 shown.display(),
                 st.st_uid,
-                st.st_gid
+                st.st_gid,
+                crate::text::glyph("→")
             ));
         }
         if st.st_mode & 0o7777 != mode {
             nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(mode))
                 .map_err(|e| Error::path(errno(e), shown))?;
             fixed.push(format!(
-                "mode of {} {:o} → {mode:o}",
+                "mode of {} {:o} {} {mode:o}",
                 shown.display(),
-                st.st_mode & 0o7777
+                st.st_mode & 0o7777,
+                crate::text::glyph("→")
             ));
         }
         Ok(())

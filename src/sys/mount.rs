@@ -290,6 +290,21 @@ pub fn mount_device(
         .context(format!("no filesystem type could mount {}", dev.display())))
 }
 
+/// A device named to be mounted must exist and be a block device: said so, rather than as
+/// "no filesystem type could mount" after the kernel refused every type in turn.
+pub fn check_device(dev: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    const HINT: &str = "`lsblk -f` lists the disks and partitions, with their filesystems";
+    match std::fs::metadata(dev) {
+        Ok(m) if m.file_type().is_block_device() => Ok(()),
+        Ok(_) => Err(Error::usage(format!("{}: not a block device", dev.display())).hint(HINT)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::missing(format!("{}: no such device", dev.display())).hint(HINT))
+        }
+        Err(e) => Err(Error::path(e, dev)),
+    }
+}
+
 /// Mounts the API filesystems under `root` exactly as arch-chroot does (`chroot_setup`):
 /// proc, sysfs (read-only), efivarfs when present, devtmpfs, devpts, shm, `/run` bound
 /// (private) and a tmpfs on `/tmp`. The first failure stops; the stack holds what was made.

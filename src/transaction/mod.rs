@@ -324,7 +324,11 @@ fn refuse(title: &str, lines: &[String], hint: &str) -> Error {
         msg.push_str(l);
     }
     if lines.len() > 50 {
-        msg.push_str(&format!("\n  … and {} more", lines.len() - 50));
+        msg.push_str(&format!(
+            "\n  {} and {} more",
+            crate::text::glyph("…"),
+            lines.len() - 50
+        ));
     }
     Error::new(Kind::Refused, msg).hint(hint)
 }

@@ -779,15 +779,5 @@ impl Log {
 /// Local time as pacman logs it (`%FT%T%z`).
 fn timestamp() -> String {
     let t: i64 = now();
-    // SAFETY: localtime_r and strftime write only into the structures and buffer given;
-    // time_t is 64 bits on x86_64 (musl and glibc alike).
-    unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r((&t as *const i64).cast(), &mut tm).is_null() {
-            return t.to_string();
-        }
-        let mut buf = [0u8; 64];
-        let n = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), c"%FT%T%z".as_ptr(), &tm);
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    }
+    crate::units::local_time(t, c"%FT%T%z").unwrap_or_else(|| t.to_string())
 }

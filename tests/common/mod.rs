@@ -36,8 +36,14 @@ pub struct Cmd(Command);
 impl Cmd {
     pub fn new(program: impl AsRef<OsStr>) -> Cmd {
         let mut c = Command::new(program);
+        // A UTF-8 locale and no COLUMNS, whatever the caller's: rtool's glyphs and line
+        // lengths follow both (tests of the plain ASCII, 80-column output set them).
         c.env_remove("RTOOL_HOST_ROOT")
             .env_remove("NO_COLOR")
+            .env_remove("COLUMNS")
+            .env_remove("LC_ALL")
+            .env_remove("LC_CTYPE")
+            .env("LANG", "C.UTF-8")
             .env("RTOOL_PROGRESS", "lines")
             .stdin(Stdio::null());
         Cmd(c)

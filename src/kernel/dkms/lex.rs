@@ -86,7 +86,7 @@ pub(super) fn clip(s: &str) -> String {
     const MAX: usize = 48;
     let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     match one.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &one[..i]),
+        Some((i, _)) => format!("{}{}", &one[..i], crate::text::glyph("…")),
         None => one,
     }
 }
@@ -350,7 +350,7 @@ impl Lexer {
                 self.pos += 1;
                 loop {
                     match self.peek() {
-                        None => return Err(self.err(start, "unterminated $'…' quote")),
+                        None => return Err(self.err(start, "unterminated $'...' quote")),
                         Some('\\') => self.pos += 2,
                         Some('\'') => {
                             self.pos += 1;
@@ -361,7 +361,7 @@ impl Lexer {
                 }
                 Ok(Part::Opaque {
                     raw: self.slice(start, self.pos),
-                    what: "$'…' quoting",
+                    what: "$'...' quoting",
                 })
             }
             // $"…" is a translatable string: the same as "…" without a message catalogue.
@@ -492,7 +492,7 @@ impl Lexer {
             }
             i += 1;
         }
-        Err(self.err(open, "unterminated $( … )"))
+        Err(self.err(open, "unterminated $( ... )"))
     }
 
     /// `${…}`, with the lexer at the brace.
@@ -547,10 +547,10 @@ impl Lexer {
             return Err(self.err(start, format!("{raw}: bad substitution")));
         };
         if first == '#' && chars.len() > 1 {
-            return opaque("string length `${#…}`");
+            return opaque("string length `${#...}`");
         }
         if first == '!' {
-            return opaque("indirect expansion `${!…}`");
+            return opaque("indirect expansion `${!...}`");
         }
         if !is_name_start(first) {
             if first.is_ascii_digit() || "@*#?$!-".contains(first) {
@@ -616,7 +616,7 @@ impl Lexer {
                 word: op_word(self, w)?,
             }
         } else if rest.starts_with([':', '=', '?', '%', '#', '/', '^', ',', '@']) {
-            return opaque("`${…}` operator");
+            return opaque("`${...}` operator");
         } else {
             return Err(self.err(start, format!("{raw}: bad substitution")));
         };
@@ -681,7 +681,7 @@ impl Lexer {
             if index.is_some() {
                 return Err(self.err(
                     start,
-                    format!("{name}[…]=(…): cannot assign a list to an array element"),
+                    format!("{name}[...]=(...): cannot assign a list to an array element"),
                 ));
             }
             AValue::List(self.list()?)

@@ -129,7 +129,9 @@ pub fn meta_range_check(meta: &Meta, kver: &str) -> Result<Option<String>> {
         None => "a release of this module".to_string(),
     };
     let range = match (&min, &max) {
-        (Some((lo, _)), Some((hi, _))) => format!("Linux {lo} – {hi}"),
+        (Some((lo, _)), Some((hi, _))) => {
+            format!("Linux {lo} {} {hi}", crate::text::glyph("–"))
+        }
         (Some((lo, _)), None) => format!("Linux {lo} and newer"),
         (None, Some((hi, _))) => format!("Linux up to {hi}"),
         (None, None) => return Ok(None),
@@ -196,10 +198,12 @@ mod tests {
         assert_eq!(
             meta_range_check(&m, "6.2.8-arch1-1").unwrap().unwrap(),
             "zfs 2.1.9 supports Linux 3.10 – 6.1; 6.2.8-arch1-1 is newer: keep a 6.1 kernel or use a zfs release that supports 6.2"
+                .replace("–", crate::text::glyph("–"))
         );
         assert_eq!(
             meta_range_check(&m, "3.9.0").unwrap().unwrap(),
             "zfs 2.1.9 supports Linux 3.10 – 6.1; 3.9.0 is older: use a kernel of at least 3.10 or a zfs release that supports 3.9"
+                .replace("–", crate::text::glyph("–"))
         );
         // 6.10 is newer than 6.1: numbers, not strings.
         assert!(meta_range_check(&m, "6.10.1-arch1-1")

@@ -1187,6 +1187,7 @@ AUTOINSTALL=yes
         assert_eq!(
             why,
             "meta-old 0.8.0 supports Linux 3.10 – 5.15; 6.1.0-56-amd64 is newer: keep a 5.15 kernel or use a meta-old release that supports 6.1"
+                .replace("–", crate::text::glyph("–"))
         );
     }
 }

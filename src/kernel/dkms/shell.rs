@@ -119,7 +119,11 @@ impl Shell<'_> {
                         return self.skip_compound(lx, start, &format!("the function {name}()"));
                     }
                     if words.is_empty() && assigns.is_empty() {
-                        return self.skip_compound(lx, start, "a subshell ( … )");
+                        return self.skip_compound(
+                            lx,
+                            start,
+                            &format!("a subshell ( {} )", crate::text::glyph("…")),
+                        );
                     }
                     return Err(lx.err(lx.pos, "syntax error near \"(\""));
                 }
