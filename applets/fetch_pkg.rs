@@ -101,16 +101,9 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
 fn fetch_pkg(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     let out = m.get_one::<PathBuf>("output").cloned().unwrap_or_else(|| PathBuf::from("."));
     let offline = m.get_flag("offline");
-    let mirrors: Vec<String> = m
-        .get_many::<String>("mirror")
-        .map(|v| v.cloned().collect())
-        .unwrap_or_else(|| vec![ala::DEFAULT_MIRROR.to_string()]);
-    for mirror in &mirrors {
-        if mirror.starts_with("http://") {
-            ctx.warn(format!("{mirror} is plain http: TLS protects nothing there, only the signatures do"));
-        } else if !mirror.starts_with("https://") {
-            return Err(Error::usage(format!("--mirror {mirror}: expected an https:// URL")));
-        }
+    let (mirrors, plain) = ala::mirrors(m.get_many::<String>("mirror").map(|v| v.cloned().collect()))?;
+    for w in plain {
+        ctx.warn(w);
     }
     // A dry run asks no server: it says what it would look up.
     let client = if offline || ctx.dry_run {

@@ -174,16 +174,9 @@ struct Prep<'a> {
 fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     let lay = stick_dir(m)?;
     let dry = m.get_flag("dry_run");
-    let mirrors: Vec<String> = m
-        .get_many::<String>("mirror")
-        .map(|v| v.cloned().collect())
-        .unwrap_or_else(|| vec![ala::DEFAULT_MIRROR.to_string()]);
-    for mirror in &mirrors {
-        if mirror.starts_with("http://") {
-            ctx.warn(format!("{mirror} is plain http: only the signatures protect the packages"));
-        } else if !mirror.starts_with("https://") {
-            return Err(Error::usage(format!("--mirror {mirror}: expected an https:// URL")));
-        }
+    let (mirrors, plain) = ala::mirrors(m.get_many::<String>("mirror").map(|v| v.cloned().collect()))?;
+    for w in plain {
+        ctx.warn(w);
     }
     let client = Client::new(http::Options {
         ca_file: m.get_one::<PathBuf>("ca_file").cloned(),

@@ -17,6 +17,28 @@ pub use crate::pkg::syncdb::{read_db, DbEntry};
 
 pub const DEFAULT_MIRROR: &str = "https://archive.archlinux.org";
 
+/// The `--mirror` values in order (none given: the Archive). Each must be an `https://` URL or
+/// a plain `http://` one; the second list holds a warning for each plain one, since only the
+/// signatures protect what comes from it.
+pub fn mirrors(given: Option<Vec<String>>) -> Result<(Vec<String>, Vec<String>)> {
+    let list = given
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| vec![DEFAULT_MIRROR.to_string()]);
+    let mut warnings = Vec::new();
+    for m in &list {
+        if m.starts_with("http://") {
+            warnings.push(format!(
+                "{m} is plain http: TLS protects nothing there, only the signatures do"
+            ));
+        } else if !m.starts_with("https://") {
+            return Err(Error::usage(format!(
+                "--mirror {m}: expected an https:// URL"
+            )));
+        }
+    }
+    Ok((list, warnings))
+}
+
 /// Repositories of a day, in pacman's order, before and after the May 2023 renames (a day has
 /// only some of them).
 pub const REPOS: [&str; 4] = ["core", "extra", "community", "multilib"];
@@ -318,6 +340,28 @@ pub fn kernel_packages(kver: &str) -> Result<(String, Vec<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mirrors_default_to_the_archive_and_plain_http_is_warned_about() {
+        let (list, warn) = mirrors(None).unwrap();
+        assert_eq!((list, warn.len()), (vec![DEFAULT_MIRROR.to_string()], 0));
+        let given = vec![
+            "http://m.example/".to_string(),
+            "https://a.example".to_string(),
+        ];
+        let (list, warn) = mirrors(Some(given.clone())).unwrap();
+        assert_eq!(list, given);
+        assert_eq!(warn.len(), 1);
+        assert!(
+            warn[0].starts_with("http://m.example/ is plain http"),
+            "{warn:?}"
+        );
+        let e = mirrors(Some(vec!["ftp://x".into()])).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::USAGE);
+        assert!(e
+            .to_string()
+            .contains("--mirror ftp://x: expected an https:// URL"));
+    }
 
     #[test]
     fn specs() {
