@@ -40,7 +40,7 @@ pub fn command() -> Command {
         .arg(Arg::new("ca_file").long("ca-file").value_name("PEM").value_parser(clap::value_parser!(PathBuf))
             .help("Trust only the certificates in PEM (e.g. a private mirror's CA) instead of the built-in roots"))
         .arg(Arg::new("keyring").long("keyring").value_name("PATH").value_parser(clap::value_parser!(PathBuf))
-            .help("Arch keyring directory or archlinux.gpg [default: the target's, then the host's]"))
+            .help("Arch keyring directory, archlinux.gpg or pacman's GnuPG directory (/etc/pacman.d/gnupg) [default: the target's, then the host's]"))
         .arg(Arg::new("skip_verify").long("skip-verify").action(ArgAction::SetTrue)
             .help("Do not check signatures (said loudly; not recommended)"))
         .arg(Arg::new("offline").long("offline").action(ArgAction::SetTrue)

@@ -38,7 +38,7 @@ pub fn command() -> Command {
         .arg(Arg::new("skip_verify").long("skip-verify").action(ArgAction::SetTrue)
             .help("Install package files without a signature (said loudly; not recommended)"))
         .arg(Arg::new("keyring").long("keyring").value_name("PATH").value_parser(clap::value_parser!(PathBuf))
-            .help("Arch keyring directory or archlinux.gpg [default: the target's, then the host's]"))
+            .help("Arch keyring directory, archlinux.gpg or pacman's GnuPG directory (/etc/pacman.d/gnupg) [default: the target's, then the host's]"))
         .arg(Arg::new("nodeps").long("nodeps").action(ArgAction::SetTrue)
             .help("Skip the dependency check (said loudly)"))
         .arg(Arg::new("overwrite").long("overwrite").value_name("GLOB").action(ArgAction::Append)

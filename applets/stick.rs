@@ -195,6 +195,13 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     // What the stick is for: read everything before anything is written.
     let facts = facts::read(&ctx.root, &ctx.host)?;
     let source = Keyring::find(&ctx.root, &ctx.host, m.get_one::<PathBuf>("keyring").map(PathBuf::as_path))?;
+    if source.is_gnupg() {
+        return Err(Error::usage(format!(
+            "{}: a GnuPG directory cannot be copied to the stick",
+            source.source().display()
+        ))
+        .hint("pass Arch's keyring (/usr/share/pacman/keyrings) to --keyring"));
+    }
     let key_files = stick::keyring::files(source.source());
     let provenance = [&ctx.root, &ctx.host]
         .iter()

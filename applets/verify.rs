@@ -34,7 +34,9 @@ pub fn command() -> Command {
                 .value_parser(clap::value_parser!(PathBuf))
                 .help(
                     "The keyring: a directory with archlinux.gpg, archlinux-trusted and \
-                     archlinux-revoked, or the .gpg file with STEM-trusted/-revoked beside it",
+                     archlinux-revoked, or the .gpg file with STEM-trusted/-revoked beside it, \
+                     or pacman's GnuPG directory (/etc/pacman.d/gnupg: keys added with \
+                     pacman-key --lsign-key are trusted too)",
                 ),
         )
         .arg(ctx::arg_root())

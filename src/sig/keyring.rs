@@ -4,6 +4,8 @@
 //! Layouts: Arch's `/usr/share/pacman/keyrings/` (a directory), and Debian's
 //! `archlinux-keyring` package, which puts the same three files in `/usr/share/keyrings/`
 //! beside other distributions' keyrings (so there a keyring is named by its `.gpg` file).
+//! Or pacman's own GnuPG directory (`/etc/pacman.d/gnupg`): `pubring.gpg` and the ownertrust
+//! in `trustdb.gpg`, so keys the admin locally signed with pacman-key count too.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -20,6 +22,23 @@ use crate::error::{Error, Kind, Result};
 const PACMAN_KEYRINGS: &str = "usr/share/pacman/keyrings";
 /// Where Debian's `archlinux-keyring` package installs it.
 const DEBIAN_KEYRING: &str = "usr/share/keyrings/archlinux.gpg";
+
+/// GnuPG's trust database in its home directory.
+const TRUSTDB: &str = "trustdb.gpg";
+/// trustdb.gpg is a sequence of fixed-size records; the first is the version record.
+const TDB_RECORD: usize = 40;
+const TDB_VERSION: u8 = 3;
+const REC_VERSION: u8 = 1;
+const REC_TRUST: u8 = 12;
+/// The record types GnuPG writes: unused, version, hash table, hash list, trust, valid, free.
+const REC_KNOWN: [u8; 7] = [0, REC_VERSION, 10, 11, REC_TRUST, 13, 254];
+/// Ownertrust byte: the level in the low bits, and a flag for a disabled key.
+const OWNERTRUST_MASK: u8 = 0x0f;
+const OWNERTRUST_DISABLED: u8 = 0x80;
+const MARGINAL: u8 = 4;
+const ULTIMATE: u8 = 6;
+/// GnuPG's default `max-cert-depth`.
+const MAX_CERT_DEPTH: usize = 5;
 
 /// Ownertrust GnuPG gives a main key when `archlinux-trusted` names no level (keyringctl
 /// always writes 4, "marginal").
@@ -55,7 +74,15 @@ impl Keyring {
     /// DIR holding archlinux.gpg (binary or ASCII-armoured), archlinux-trusted and
     /// archlinux-revoked; or the .gpg FILE itself, with STEM-trusted and STEM-revoked beside it
     /// (`/usr/share/keyrings/archlinux.gpg` → `archlinux-trusted`).
+    ///
+    /// Or pacman's own GnuPG home (`/etc/pacman.d/gnupg`, a directory with `trustdb.gpg`):
+    /// its `pubring.gpg` and the ownertrust in its trust database, so keys the admin added
+    /// and locally signed with pacman-key (a third-party repository's) are trusted as pacman
+    /// trusts them.
     pub fn load(path: &Path) -> Result<Keyring> {
+        if path.is_dir() && path.join(TRUSTDB).exists() {
+            return Keyring::load_gnupg(path);
+        }
         let (gpg, trusted, revoked) = if path.is_dir() {
             (
                 path.join("archlinux.gpg"),
@@ -110,6 +137,116 @@ impl Keyring {
         ))
     }
 
+    /// Pacman's GnuPG home: `pubring.gpg` and `trustdb.gpg`. Ultimately trusted keys (the
+    /// local master key) are valid by themselves; a key with marginal or full ownertrust (the
+    /// Arch main keys after `--populate`) vouches for others only once it is valid itself,
+    /// which is worked out as GnuPG's pgp trust model does, level by level. Disabled keys
+    /// (`--populate` disables those in archlinux-revoked) are refused like revoked ones.
+    fn load_gnupg(dir: &Path) -> Result<Keyring> {
+        let pubring = dir.join("pubring.gpg");
+        if !pubring.is_file() {
+            let kbx = dir.join("pubring.kbx");
+            let what = if kbx.is_file() {
+                format!(
+                    "{}: the keys are in a GnuPG keybox (pubring.kbx), which is not read here",
+                    dir.display()
+                )
+            } else {
+                format!("{}: no pubring.gpg beside trustdb.gpg", dir.display())
+            };
+            return Err(Error::missing(what).hint(format!(
+                "export the keys as an OpenPGP keyring, put it at {} and pass the directory \
+                 again: gpg --homedir {} --export > {}",
+                pubring.display(),
+                dir.display(),
+                pubring.display()
+            )));
+        }
+        let tdb_path = dir.join(TRUSTDB);
+        let tdb = fs::read(&tdb_path).map_err(|e| Error::path(e, &tdb_path))?;
+        let ownertrust =
+            parse_trustdb(&tdb).map_err(|e| e.context(tdb_path.display().to_string()))?;
+        let keys = fs::read(&pubring).map_err(|e| Error::path(e, &pubring))?;
+        let keys =
+            without_trust_packets(&keys).map_err(|e| e.context(pubring.display().to_string()))?;
+        let (certs, skipped) =
+            parse_certs(&keys).map_err(|e| e.context(pubring.display().to_string()))?;
+        let mut ultimate = HashMap::new();
+        let mut disabled = HashSet::new();
+        let mut vouching = Vec::new();
+        for (fpr, ot) in &ownertrust {
+            let level = ot & OWNERTRUST_MASK;
+            if ot & OWNERTRUST_DISABLED != 0 {
+                disabled.insert(fpr.clone());
+            } else if level == ULTIMATE {
+                ultimate.insert(fpr.clone(), level);
+            } else if level >= MARGINAL {
+                vouching.push((fpr.clone(), level));
+            }
+        }
+        vouching.sort();
+        let mut k = Keyring::build(
+            dir.to_path_buf(),
+            "trustdb.gpg as disabled".into(),
+            certs,
+            skipped,
+            ultimate,
+            disabled,
+        );
+        let now = super::now();
+        // Each round makes valid the keys certified by the ones valid so far; GnuPG's
+        // default max-cert-depth bounds the chain.
+        for _ in 0..MAX_CERT_DEPTH {
+            let mut added = Vec::new();
+            for (fpr, level) in &vouching {
+                if k.anchors.contains_key(fpr) || k.revoked.contains(fpr) {
+                    continue;
+                }
+                let Some(i) = k
+                    .certs
+                    .iter()
+                    .position(|c| hex_upper(&c.primary_key.fingerprint()) == *fpr)
+                else {
+                    continue;
+                };
+                let cert = &k.certs[i];
+                let state = trust::primary_state(cert);
+                if state.revoked.is_some() || state.newest_self_sig.is_none() {
+                    continue;
+                }
+                let valid = cert
+                    .details
+                    .users
+                    .iter()
+                    .zip(&state.uids)
+                    .filter(|(_, u)| u.bound)
+                    .any(|(user, _)| {
+                        let facts = trust::uid_certifications(cert, i, user, &k.anchors, &k.certs);
+                        trust::count_certifiers(&facts, &k.anchors, now).valid()
+                    });
+                if valid {
+                    added.push((
+                        fpr.clone(),
+                        AnchorInfo {
+                            cert: i,
+                            level: *level,
+                            created: state.created,
+                            expires: state.expires,
+                        },
+                    ));
+                }
+            }
+            if added.is_empty() {
+                break;
+            }
+            for (fpr, a) in added {
+                k.trusted.insert(fpr.clone(), a.level);
+                k.anchors.insert(fpr, a);
+            }
+        }
+        Ok(k)
+    }
+
     /// The keyring to use: `explicit` if given; else the target's
     /// `/usr/share/pacman/keyrings/`; else the host's; else Debian's
     /// `/usr/share/keyrings/archlinux.gpg` (package `archlinux-keyring`), the target's then
@@ -161,6 +298,11 @@ impl Keyring {
     /// Where the keyring was loaded from, for messages.
     pub fn source(&self) -> &Path {
         &self.source
+    }
+
+    /// Whether the keyring is pacman's GnuPG directory rather than Arch's keyring files.
+    pub fn is_gnupg(&self) -> bool {
+        self.source.is_dir() && self.source.join(TRUSTDB).exists()
     }
 
     /// How many certificates the keyring holds (that parsed).
@@ -386,6 +528,109 @@ pub(crate) fn parse_trusted(text: &str) -> Result<HashMap<String, u8>> {
     Ok(out)
 }
 
+/// A GnuPG keyring file with its ring trust packets (tag 12, GnuPG's local bookkeeping
+/// after each signature and user ID) left out: they are not part of a certificate.
+fn without_trust_packets(bytes: &[u8]) -> Result<Vec<u8>> {
+    const RING_TRUST: u8 = 12;
+    let damaged = |at: usize| Error::invalid(format!("damaged keyring: bad packet at byte {at}"));
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let ctb = bytes[at];
+        if ctb & 0x80 == 0 {
+            return Err(damaged(at));
+        }
+        let byte = |i: usize| bytes.get(at + i).map(|&b| usize::from(b));
+        let (tag, head, len) = if ctb & 0x40 != 0 {
+            let tag = ctb & 0x3f;
+            match byte(1).ok_or_else(|| damaged(at))? {
+                l @ 0..=191 => (tag, 2, l),
+                l @ 192..=223 => {
+                    let l2 = byte(2).ok_or_else(|| damaged(at))?;
+                    (tag, 3, ((l - 192) << 8) + l2 + 192)
+                }
+                255 => {
+                    let mut l = 0;
+                    for i in 2..6 {
+                        l = (l << 8) | byte(i).ok_or_else(|| damaged(at))?;
+                    }
+                    (tag, 6, l)
+                }
+                // Partial lengths are for data packets, never in a keyring.
+                _ => return Err(damaged(at)),
+            }
+        } else {
+            let tag = (ctb >> 2) & 0x0f;
+            let n = match ctb & 3 {
+                0 => 1,
+                1 => 2,
+                2 => 4,
+                _ => return Err(damaged(at)),
+            };
+            let mut l = 0;
+            for i in 1..=n {
+                l = (l << 8) | byte(i).ok_or_else(|| damaged(at))?;
+            }
+            (tag, 1 + n, l)
+        };
+        let end = at
+            .checked_add(head)
+            .and_then(|e| e.checked_add(len))
+            .filter(|&e| e <= bytes.len())
+            .ok_or_else(|| damaged(at))?;
+        if tag != RING_TRUST {
+            out.extend_from_slice(&bytes[at..end]);
+        }
+        at = end;
+    }
+    Ok(out)
+}
+
+/// GnuPG's `trustdb.gpg`: 40-byte records, the first a version record (type 1, "gpg",
+/// version 3). A trust record (type 12) holds a v4 fingerprint (bytes 2..22) and the
+/// ownertrust byte (byte 22). Returns uppercase fingerprint → ownertrust byte.
+pub(crate) fn parse_trustdb(bytes: &[u8]) -> Result<HashMap<String, u8>> {
+    if bytes.len() < TDB_RECORD || bytes.len() % TDB_RECORD != 0 {
+        return Err(Error::invalid(format!(
+            "not a GnuPG trust database: {} bytes is not a whole number of {TDB_RECORD}-byte \
+             records",
+            bytes.len()
+        )));
+    }
+    let mut records = bytes.chunks_exact(TDB_RECORD);
+    let version = records.next().unwrap_or_default();
+    if version.first() != Some(&REC_VERSION) || version.get(1..4) != Some(b"gpg".as_slice()) {
+        return Err(Error::invalid(
+            "not a GnuPG trust database: no version record at its start",
+        ));
+    }
+    if version.get(4) != Some(&TDB_VERSION) {
+        return Err(Error::invalid(format!(
+            "GnuPG trust database version {} (only {TDB_VERSION} is read)",
+            version.get(4).copied().unwrap_or(0)
+        )));
+    }
+    let mut out = HashMap::new();
+    for (n, rec) in records.enumerate() {
+        let typ = rec.first().copied().unwrap_or(0);
+        if !REC_KNOWN.contains(&typ) {
+            return Err(Error::invalid(format!(
+                "damaged GnuPG trust database: record {} has unknown type {typ}",
+                n + 1
+            )));
+        }
+        if typ != REC_TRUST {
+            continue;
+        }
+        let (Some(fpr), Some(&ot)) = (rec.get(2..22), rec.get(22)) else {
+            continue;
+        };
+        let hex: String = fpr.iter().map(|b| format!("{b:02X}")).collect();
+        out.insert(hex, ot);
+    }
+    Ok(out)
+}
+
 /// `archlinux-revoked`: one fingerprint per line.
 pub(crate) fn parse_revoked(text: &str) -> Result<HashSet<String>> {
     let mut out = HashSet::new();
@@ -406,6 +651,83 @@ mod tests {
     use super::*;
 
     const A: &str = "2AC0A42EFB0B5CBC7A0402ED4DC95B6D7BE9892E";
+
+    /// A trust database as `gpg --import-ownertrust` writes it (layout checked against a
+    /// real one): version record, then one trust record per key.
+    fn trustdb(trust: &[(&str, u8)]) -> Vec<u8> {
+        let mut v = vec![0u8; TDB_RECORD];
+        v[..5].copy_from_slice(&[1, b'g', b'p', b'g', 3]);
+        for (fpr, ot) in trust {
+            let mut r = [0u8; TDB_RECORD];
+            r[0] = REC_TRUST;
+            for (i, b) in r[2..22].iter_mut().enumerate() {
+                *b = u8::from_str_radix(&fpr[2 * i..2 * i + 2], 16).unwrap();
+            }
+            r[22] = *ot;
+            v.extend_from_slice(&r);
+        }
+        // A hash table record, skipped.
+        let mut h = [0u8; TDB_RECORD];
+        h[0] = 10;
+        v.extend_from_slice(&h);
+        v
+    }
+
+    #[test]
+    fn ring_trust_packets_are_dropped() {
+        // Old-format user ID (tag 13) "ab", old-format trust packet (tag 12), new-format
+        // user ID with a two-byte length.
+        let mut k = vec![0xb4, 2, b'a', b'b', 0xb0, 2, 0, 0];
+        let mut long = vec![0xcd, 192, 8];
+        long.extend(std::iter::repeat_n(b'x', 200));
+        k.extend_from_slice(&long);
+        let out = without_trust_packets(&k).unwrap();
+        assert_eq!(out[..4], [0xb4, 2, b'a', b'b']);
+        assert_eq!(out[4..], long[..]);
+        for bad in [&k[..k.len() - 1], &[0x01, 0][..], &[0xb4][..]] {
+            assert_eq!(
+                without_trust_packets(bad).unwrap_err().kind(),
+                Kind::Invalid
+            );
+        }
+    }
+
+    #[test]
+    fn trustdb_trust_records_give_ownertrust() {
+        let b = "69E6471E3AE065297529832E6BA0F5A2037F4F41";
+        let t = parse_trustdb(&trustdb(&[(A, 6), (b, 0x84)])).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[A], 6);
+        assert_eq!(t[b], 0x84);
+    }
+
+    #[test]
+    fn malformed_trustdbs_are_invalid() {
+        let good = trustdb(&[(A, 6)]);
+        for bad in [
+            Vec::new(),
+            good[..good.len() - 1].to_vec(),
+            good[..20].to_vec(),
+            vec![0u8; 80],
+            b"garbage garbage garbage garbage garbage!".to_vec(),
+        ] {
+            let e = parse_trustdb(&bad).unwrap_err();
+            assert_eq!(e.kind(), Kind::Invalid, "{e}");
+            assert!(e.to_string().contains("trust database"), "{e}");
+        }
+        let mut v2 = good.clone();
+        v2[4] = 2;
+        assert!(parse_trustdb(&v2)
+            .unwrap_err()
+            .to_string()
+            .contains("version 2"));
+        let mut odd = good;
+        odd[TDB_RECORD] = 99;
+        assert!(parse_trustdb(&odd)
+            .unwrap_err()
+            .to_string()
+            .contains("record 1"));
+    }
 
     #[test]
     fn trusted_lines_are_ownertrust() {

@@ -176,7 +176,7 @@ pub fn date(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -422,6 +422,17 @@ fn check_signer<'k>(
         }
         match trusted {
             Some(u) => Some(u),
+            None if keyring.is_gnupg() => {
+                return Err(verify_error(format!(
+                    "key {who} is not trusted: no valid certification by a locally signed \
+                     or ultimately trusted key ({best} by marginal ones, needs \
+                     {MARGINALS_NEEDED})"
+                ))
+                .hint(format!(
+                    "pacman would refuse it too; if the key is the repository's own, trust \
+                     it as pacman does: pacman-key --lsign-key {fpr}"
+                )));
+            }
             None => {
                 return Err(verify_error(format!(
                     "key {who} is not trusted: only {best} valid main-key certifications \
