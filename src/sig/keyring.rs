@@ -202,18 +202,11 @@ impl Keyring {
                 if k.anchors.contains_key(fpr) || k.revoked.contains(fpr) {
                     continue;
                 }
-                let Some(i) = k
-                    .certs
-                    .iter()
-                    .position(|c| hex_upper(&c.primary_key.fingerprint()) == *fpr)
-                else {
+                let Some((anchor, state)) = anchor_of(&k.certs, fpr, *level) else {
                     continue;
                 };
+                let i = anchor.cert;
                 let cert = &k.certs[i];
-                let state = trust::primary_state(cert);
-                if state.revoked.is_some() || state.newest_self_sig.is_none() {
-                    continue;
-                }
                 let valid = cert
                     .details
                     .users
@@ -225,15 +218,7 @@ impl Keyring {
                         trust::count_certifiers(&facts, &k.anchors, now).valid()
                     });
                 if valid {
-                    added.push((
-                        fpr.clone(),
-                        AnchorInfo {
-                            cert: i,
-                            level: *level,
-                            created: state.created,
-                            expires: state.expires,
-                        },
-                    ));
+                    added.push((fpr.clone(), anchor));
                 }
             }
             if added.is_empty() {
@@ -360,25 +345,9 @@ impl Keyring {
             if revoked.contains(fpr) {
                 continue;
             }
-            let Some(i) = certs
-                .iter()
-                .position(|c| hex_upper(&c.primary_key.fingerprint()) == *fpr)
-            else {
-                continue;
-            };
-            let state = trust::primary_state(&certs[i]);
-            if state.revoked.is_some() || state.newest_self_sig.is_none() {
-                continue;
+            if let Some((anchor, _)) = anchor_of(&certs, fpr, *level) {
+                anchors.insert(fpr.clone(), anchor);
             }
-            anchors.insert(
-                fpr.clone(),
-                AnchorInfo {
-                    cert: i,
-                    level: *level,
-                    created: state.created,
-                    expires: state.expires,
-                },
-            );
         }
         Keyring {
             source,
@@ -443,6 +412,29 @@ impl std::fmt::Debug for Keyring {
 }
 
 /// Uppercase hex, the way Arch's lists and pacman's messages write fingerprints.
+/// The key `fpr` (uppercase hex) as an anchor with ownertrust `level`, with its state: `None`
+/// when the keyring lacks it, it is revoked, or no self-signature binds it.
+fn anchor_of(
+    certs: &[SignedPublicKey],
+    fpr: &str,
+    level: u8,
+) -> Option<(AnchorInfo, trust::KeyState)> {
+    let i = certs
+        .iter()
+        .position(|c| hex_upper(&c.primary_key.fingerprint()) == fpr)?;
+    let state = trust::primary_state(&certs[i]);
+    if state.revoked.is_some() || state.newest_self_sig.is_none() {
+        return None;
+    }
+    let anchor = AnchorInfo {
+        cert: i,
+        level,
+        created: state.created,
+        expires: state.expires,
+    };
+    Some((anchor, state))
+}
+
 pub(crate) fn hex_upper(f: &Fingerprint) -> String {
     f.to_string().to_uppercase()
 }
