@@ -272,26 +272,33 @@ fn zsh_args(n: &Node) -> String {
     specs.join(" \\\n            ")
 }
 
+/// At the first word, the names in `nodes` with their help, as `_describe` offers them.
+fn zsh_describe(kind: &str, var: &str, nodes: &[Node]) -> String {
+    let items: String = nodes
+        .iter()
+        .map(|n| {
+            format!(
+                "                '{}:{}'\n",
+                n.name,
+                sq(&n.help.replace(':', "\\:"))
+            )
+        })
+        .collect();
+    format!(
+        "        if (( CURRENT == 2 )) && [[ $PREFIX != -* ]]; then\n            local -a {var}=(\n\
+         {items}            )\n            _describe {kind} {var}; return\n        fi\n"
+    )
+}
+
 pub fn zsh(tree: &Command) -> String {
     let root = node(tree, true, &[]);
     let mut s = String::from(
         "#compdef rtool\n# zsh completion for rtool (rtool --generate zsh)\n\n_rtool() {\n\
          \x20   local applet=${words[1]:t} shift=1\n\
-         \x20   if [[ $applet == rtool ]]; then\n\
-         \x20       if (( CURRENT == 2 )) && [[ $PREFIX != -* ]]; then\n\
-         \x20           local -a applets=(\n",
+         \x20   if [[ $applet == rtool ]]; then\n",
     );
-    for a in &root.subs {
-        s.push_str(&format!(
-            "                '{}:{}'\n",
-            a.name,
-            sq(&a.help.replace(':', "\\:"))
-        ));
-    }
-    s.push_str(
-        "            )\n            _describe applet applets; return\n        fi\n\
-         \x20       (( CURRENT == 2 )) && { _arguments ",
-    );
+    s.push_str(&zsh_describe("applet", "applets", &root.subs));
+    s.push_str("        (( CURRENT == 2 )) && { _arguments ");
     s.push_str(&zsh_args(&root));
     s.push_str(
         "; return }\n        applet=${words[2]}; shift=2\n    fi\n\
@@ -304,16 +311,7 @@ pub fn zsh(tree: &Command) -> String {
             s.push_str(&format!("        _arguments {} ;;\n", zsh_args(a)));
             continue;
         }
-        s.push_str("        if (( CURRENT == 2 )) && [[ $PREFIX != -* ]]; then\n");
-        s.push_str("            local -a subs=(\n");
-        for sub in &a.subs {
-            s.push_str(&format!(
-                "                '{}:{}'\n",
-                sub.name,
-                sq(&sub.help.replace(':', "\\:"))
-            ));
-        }
-        s.push_str("            )\n            _describe subcommand subs; return\n        fi\n");
+        s.push_str(&zsh_describe("subcommand", "subs", &a.subs));
         s.push_str("        case ${words[2]} in\n");
         for sub in &a.subs {
             s.push_str(&format!(
