@@ -223,17 +223,14 @@ fn section(p: &mut String, cmd: &mut Command, depth: usize) {
         }
         p.push_str(".fi\n");
     }
-    let subs: Vec<String> = cmd
+    let parent = display_name(cmd);
+    let subs: Vec<Command> = cmd
         .get_subcommands()
         .filter(|s| !s.is_hide_set())
-        .map(|s| s.get_name().to_string())
+        .map(|s| s.clone().bin_name(format!("{parent} {}", s.get_name())))
         .collect();
-    for name in subs {
-        let parent = cmd.get_bin_name().unwrap_or(cmd.get_name()).to_string();
-        if let Some(sub) = cmd.find_subcommand_mut(&name) {
-            let mut sub = sub.clone().bin_name(format!("{parent} {name}"));
-            section(p, &mut sub, depth + 1);
-        }
+    for mut sub in subs {
+        section(p, &mut sub, depth + 1);
     }
 }
 
