@@ -31,18 +31,21 @@ pub fn command() -> Command {
             "Prepares a rescue stick for one machine, while it still works, and checks it \
              later. `prepare` puts on the stick this rtool binary (with a link per applet where \
              the filesystem has links; vfat has none), Arch's keyring (the target's, else the \
-             running system's; checked against the package that installed it), and the \
-             packages a repair needs, every one verified against that keyring: the installed \
-             kernels and their headers, the previous version of each from the Arch Linux \
-             Archive, the installed ZFS packages (zfs-dkms or zfs-linux, zfs-utils) where a \
-             source has them, and any PKG SPEC given. Files come from the stick itself when \
+             running system's; checked against the package that installed it), the target's \
+             pacman keyring (pubring.gpg and trustdb.gpg of its GPGDir, when it has one), and \
+             the packages a repair needs, every one verified against Arch's keyring or, for a \
+             key Arch's does not know, the pacman keyring (archzfs's key, which the admin \
+             trusted with pacman-key): the installed kernels and their headers, the previous \
+             version of each from the Arch Linux Archive, the installed ZFS packages (zfs-dkms \
+             or zfs-linux, zfs-utils) where a source has them (archzfs's are not on the \
+             archive: the target's cache), and any PKG SPEC given. Files come from the stick itself when \
              already there and verified, else the target's pacman cache, else the archive; a \
              rerun downloads only what is missing. Every file is written under a temporary \
              name and renamed into place: a full stick stops with an error and leaves no half \
              file. RESCUE.txt is the walkthrough with this machine's pool, kernel, ESP and \
              network driver in its commands; rtool/SHA256SUMS covers everything.\n\n\
              `check` verifies every checksum in SHA256SUMS (the binary's included) and every \
-             package's signature against the stick's own keyring, and says which kernels the \
+             package's signature against the stick's own keyrings, and says which kernels the \
              stick can reinstall or go back to offline, and with which ZFS.",
         )
         .subcommand_required(true)
@@ -104,6 +107,7 @@ Exit status: 0 everything verified; 5 a checksum or signature failed (the file i
 From the stick, with no network (S is where it is mounted):
   $S/rtool/bin/rtool fetch-pkg --offline -o $S/rtool/cache --keyring $S/rtool/keyring linux=VERSION
   $S/rtool/bin/rtool install --root /mnt --offline -o $S/rtool/cache --keyring $S/rtool/keyring linux=VERSION
+  $S/rtool/bin/rtool install --root /mnt --offline -o $S/rtool/cache --keyring $S/rtool/gnupg zfs-dkms=VERSION
 
 Exit status: 0 done (check: everything verified); 1 check found a problem (no kernel on the
 stick); 5 a signature or checksum failed; 4 the stick is full or refused a write (no half
@@ -200,7 +204,10 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
             "{}: a GnuPG directory cannot be copied to the stick",
             source.source().display()
         ))
-        .hint("pass Arch's keyring (/usr/share/pacman/keyrings) to --keyring"));
+        .hint(format!(
+            "pass Arch's keyring (/usr/share/pacman/keyrings) to --keyring; the target's pacman keyring ({}) goes on the stick by itself",
+            conf_gpgdir(&ctx.root).display()
+        )));
     }
     let key_files = stick::keyring::files(source.source());
     let provenance = [&ctx.root, &ctx.host]
@@ -210,6 +217,8 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         .transpose()?
         .unwrap_or(Provenance::Unrecorded);
     let conf = rtool::pkg::db::Conf::read(&ctx.root)?;
+    // pacman's own keyring on the target: what trusts a third-party repository's key (archzfs).
+    let gpgdir = ctx::below(&ctx.root, &conf.gpgdir);
     let mut prep = Prep {
         ctx,
         cachedirs: conf.cachedirs.iter().map(|d| ctx::below(&ctx.root, d)).collect(),
@@ -265,7 +274,15 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
                     items.push(it);
                 }
             }
-            Err(e) if !w.required => ctx.warn(format!("{} ({}): left out: {e}", spec_text(&w.spec), w.why)),
+            Err(e) if !w.required => {
+                ctx.warn(format!("{} ({}): left out: {e}", spec_text(&w.spec), w.why));
+                if w.spec.name.starts_with("zfs-") {
+                    ctx.warn(format!(
+                        "{}: archzfs's packages are not on the Arch Linux Archive: `pacman -Sw {}` on the target puts them in its cache (with their .sig), and a new `rtool stick prepare` copies them",
+                        w.spec.name, w.spec.name
+                    ));
+                }
+            }
             Err(e) => return Err(e),
         }
     }
@@ -298,7 +315,12 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     )?;
     if dry {
         drop(out);
-        return plan(ctx, &exe, exe_size, &key_files, &items);
+        let mut copies: Vec<(PathBuf, String)> =
+            key_files.iter().map(|(f, n)| (f.clone(), format!("{}/{n}", stick::KEYRING))).collect();
+        if stick::GNUPG_FILES.iter().all(|f| gpgdir.join(f).is_file()) {
+            copies.extend(stick::GNUPG_FILES.iter().map(|f| (gpgdir.join(f), format!("{}/{f}", stick::GNUPG))));
+        }
+        return plan(ctx, &exe, exe_size, &copies, &items);
     }
     // A stick clearly too small stops here, before anything is written.
     let exe_there = std::fs::metadata(prep.lay.at(stick::EXE)).is_ok_and(|m| m.len() == exe_size);
@@ -380,12 +402,14 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         keyring.key_count(),
         source.source().display()
     )?;
+    let pacman_keys = pacman_keyring(ctx, &prep.lay, &gpgdir, &mut sums, &mut out)?;
+    let keys: Vec<&Keyring> = std::iter::once(&keyring).chain(pacman_keys.as_ref()).collect();
 
     // The packages.
     let mut problems = 0;
     let mut on_stick: Vec<rescue::OnStick> = Vec::new();
     for it in &items {
-        let mut put = prep.put(it, &keyring, &mut sums);
+        let mut put = prep.put(it, &keys, &mut sums);
         // A local copy (on the stick, in the target's cache) that does not verify is taken
         // from the archive instead; a bad copy on the stick goes, the target's is left alone.
         let local = match &it.source {
@@ -406,13 +430,13 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
                     required: false,
                     why: it.why,
                 };
-                put = prep.resolve(&w, true).and_then(|again| prep.put(&again, &keyring, &mut sums));
+                put = prep.resolve(&w, true).and_then(|again| prep.put(&again, &keys, &mut sums));
             }
         }
         match put {
-            Ok(how) => {
+            Ok((how, pacman_keyring)) => {
                 writeln!(out, "package  {} {} ({}): {how}", it.name, it.version, it.why)?;
-                on_stick.push(rescue::OnStick { name: it.name.clone(), version: it.version.clone() });
+                on_stick.push(rescue::OnStick { name: it.name.clone(), version: it.version.clone(), pacman_keyring });
             }
             Err(e) if e.kind() == Kind::System => return Err(e),
             Err(e) => {
@@ -422,6 +446,13 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
                 }
                 problems += 1;
                 ctx.warn(format!("{}: left out: {e}", it.file));
+                if it.name.starts_with("zfs-") && pacman_keys.is_none() {
+                    ctx.warn(format!(
+                        "{}: archzfs signs with a key outside Arch's keyring, and {} holds no pacman keyring to trust it",
+                        it.file,
+                        gpgdir.display()
+                    ));
+                }
             }
         }
     }
@@ -433,12 +464,12 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         }
         let pkg = prep.lay.at(&rel);
         let sig_path = prep.lay.at(format!("{rel}.sig"));
-        match sig::check_file(&keyring, &pkg, &sig_path) {
-            Ok(c) if c.signature.is_ok() => {
+        match sig::check_file_any(&keys, &pkg, &sig_path) {
+            Ok((i, c)) if c.signature.is_ok() => {
                 sums.insert(format!("{rel}.sig"), stick::sha256_file(&sig_path)?);
                 sums.insert(rel, c.sha256);
                 if let Ok(p) = name::parse(&f) {
-                    on_stick.push(rescue::OnStick { version: p.version(), name: p.name });
+                    on_stick.push(rescue::OnStick { version: p.version(), name: p.name, pacman_keyring: i > 0 });
                 }
             }
             _ => ctx.warn(format!("{rel}: does not verify: left out of SHA256SUMS")),
@@ -467,14 +498,19 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// The target's pacman keyring directory, as the target's pacman.conf names it.
+fn conf_gpgdir(root: &Path) -> PathBuf {
+    rtool::pkg::db::Conf::read(root).map(|c| c.gpgdir).unwrap_or_else(|_| PathBuf::from("/etc/pacman.d/gnupg"))
+}
+
 /// `-n`: what would be copied and downloaded, with sizes.
-fn plan(ctx: &Ctx, exe: &Path, exe_size: u64, keys: &[(PathBuf, &str)], items: &[Item]) -> Result<u8> {
+fn plan(ctx: &Ctx, exe: &Path, exe_size: u64, copies: &[(PathBuf, String)], items: &[Item]) -> Result<u8> {
     let mut out = ctx.out();
     writeln!(out, "plan (nothing is written):")?;
     writeln!(out, "  copy      {} from {} ({})", stick::EXE, exe.display(), human(exe_size))?;
-    for (from, n) in keys {
+    for (from, to) in copies {
         let size = std::fs::metadata(from).map(|m| human(m.len())).unwrap_or_else(|_| "?".into());
-        writeln!(out, "  copy      {}/{n} from {} ({size})", stick::KEYRING, from.display())?;
+        writeln!(out, "  copy      {to} from {} ({size})", from.display())?;
     }
     let mut total = exe_size;
     for it in items {
@@ -648,23 +684,25 @@ impl Prep<'_> {
         Ok(item(c.version.clone(), c.file.clone(), Source::Mirror(c), size))
     }
 
-    /// Puts one package and its signature on the stick, verified; how it got there.
-    fn put(&self, it: &Item, keyring: &Keyring, sums: &mut Sums) -> Result<String> {
+    /// Puts one package and its signature on the stick, verified against the first of `keys`
+    /// that accepts its signer; how it got there, and whether a keyring after the first (the
+    /// target's pacman keyring) was needed.
+    fn put(&self, it: &Item, keys: &[&Keyring], sums: &mut Sums) -> Result<(String, bool)> {
         let rel = format!("{}/{}", stick::CACHE, it.file);
         let dest = self.lay.at(&rel);
         let sig_dest = self.lay.at(format!("{rel}.sig"));
-        let (how, sha) = match &it.source {
+        let (how, sha, keyring) = match &it.source {
             Source::Stick => {
-                let c = sig::check_file(keyring, &dest, &sig_dest)?;
+                let (i, c) = sig::check_file_any(keys, &dest, &sig_dest)?;
                 let v = c.signature.map_err(|e| {
                     e.hint(format!("remove {} and its .sig, then prepare again", dest.display()))
                 })?;
-                (format!("already on the stick, signed by {}", who(&v)), c.sha256)
+                (format!("already on the stick, signed by {}", who(&v, i)), c.sha256, i)
             }
             Source::Cache(from) => {
                 let sig_from = PathBuf::from(format!("{}.sig", from.display()));
                 let bytes = read_sig(&sig_from)?;
-                let pending = sig::accept(keyring, &bytes)?;
+                let (i, pending) = sig::accept_any(keys, &bytes)?;
                 let mut digest = pending.digest();
                 stick::copy_to_temp(from, &dest, 0o644, &mut digest)?;
                 let checked = pending.finish(digest);
@@ -677,14 +715,14 @@ impl Prep<'_> {
                 };
                 stick::write_atomic(&sig_dest, &bytes, 0o644)?;
                 stick::commit(&dest)?;
-                (format!("copied from {}, signed by {}", from.display(), who(&v)), checked.sha256)
+                (format!("copied from {}, signed by {}", from.display(), who(&v, i)), checked.sha256, i)
             }
             Source::Mirror(c) => {
                 let client = &self.client;
                 let bytes = client
                     .get_small(&c.sig_url(), sig::MAX_SIG_BYTES)?
                     .ok_or_else(|| Error::new(Kind::Verify, format!("no signature on the mirror ({} is missing)", c.sig_url())))?;
-                let pending = sig::accept(keyring, &bytes)?;
+                let (i, pending) = sig::accept_any(keys, &bytes)?;
                 let mut digest: FileDigest = pending.digest();
                 let part = stick::temp_name(&dest);
                 let mode = Mode::detect(self.ctx.verbosity < 0);
@@ -705,17 +743,75 @@ impl Prep<'_> {
                 };
                 stick::write_atomic(&sig_dest, &bytes, 0o644)?;
                 stick::commit(&dest)?;
-                (format!("downloaded, signed by {}", who(&v)), checked.sha256)
+                (format!("downloaded, signed by {}", who(&v, i)), checked.sha256, i)
             }
         };
         sums.insert(format!("{rel}.sig"), stick::sha256_file(&sig_dest)?);
         sums.insert(rel, sha);
-        Ok(how)
+        Ok((how, keyring > 0))
     }
 }
 
-fn who(v: &sig::Verified) -> String {
-    v.user_id.clone().unwrap_or_else(|| v.fingerprint.clone())
+/// The signer; `keyring` is the index of the keyring that accepted it (0: Arch's).
+fn who(v: &sig::Verified, keyring: usize) -> String {
+    let name = v.user_id.clone().unwrap_or_else(|| v.fingerprint.clone());
+    if keyring > 0 {
+        format!("{name} (trusted through the target's pacman keyring)")
+    } else {
+        name
+    }
+}
+
+/// The target's pacman keyring (`GPGDir`: pubring.gpg and trustdb.gpg) on the stick, loaded
+/// from the stick's copy: it verifies what Arch's keyring does not know, a third-party
+/// repository's packages whose key the admin trusted with pacman-key (archzfs). Without one on
+/// the target, a copy an earlier run left is kept. One that does not load is said, and taken
+/// off the stick when it came from the target: only the packages it alone could verify are
+/// left out then.
+fn pacman_keyring(ctx: &Ctx, lay: &Layout, gpgdir: &Path, sums: &mut Sums, out: &mut impl Write) -> Result<Option<Keyring>> {
+    let dest = lay.at(stick::GNUPG);
+    let from_target = stick::GNUPG_FILES.iter().all(|f| gpgdir.join(f).is_file());
+    if from_target {
+        std::fs::create_dir_all(&dest).map_err(|e| Error::path(e, &dest))?;
+        for f in stick::GNUPG_FILES {
+            let (from, to) = (gpgdir.join(f), dest.join(f));
+            let want = stick::sha256_file(&from)?;
+            if !(to.is_file() && stick::sha256_file(&to)? == want) {
+                stick::copy_atomic(&from, &to, 0o644)?;
+            }
+        }
+    } else if !stick::GNUPG_FILES.iter().all(|f| dest.join(f).is_file()) {
+        return Ok(None);
+    }
+    let source = if from_target { gpgdir.to_path_buf() } else { dest.clone() };
+    match Keyring::load(&dest) {
+        Ok(k) => {
+            for f in stick::GNUPG_FILES {
+                sums.insert(format!("{}/{f}", stick::GNUPG), stick::sha256_file(&dest.join(f))?);
+            }
+            writeln!(
+                out,
+                "keyring  {}: {} keys from {} (pacman's own: for packages signed outside Arch's keyring)",
+                stick::GNUPG,
+                k.key_count(),
+                source.display()
+            )?;
+            Ok(Some(k))
+        }
+        Err(e) => {
+            ctx.warn(format!(
+                "{}: {e}: packages signed outside Arch's keyring (archzfs) cannot be verified and are left out",
+                source.display()
+            ));
+            if from_target {
+                for f in stick::GNUPG_FILES {
+                    let _ = std::fs::remove_file(dest.join(f));
+                }
+                let _ = std::fs::remove_dir(&dest);
+            }
+            Ok(None)
+        }
+    }
 }
 
 fn read_sig(p: &Path) -> Result<Vec<u8>> {
@@ -803,15 +899,38 @@ fn check(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
             None
         }
     };
+    // The target's pacman keyring, when the stick carries one: for archzfs's packages.
+    let pacman_keys = if lay.at(stick::GNUPG).is_dir() {
+        match Keyring::load(&lay.at(stick::GNUPG)) {
+            Ok(k) => {
+                findings.push(Finding::new("keyring", Status::Ok, format!(
+                    "{}: the target's pacman keyring, {} keys, for packages signed outside Arch's keyring",
+                    stick::GNUPG,
+                    k.key_count()
+                )));
+                Some(k)
+            }
+            Err(e) => {
+                findings.push(Finding::new("keyring", Status::Fail, format!("{}: {e}", stick::GNUPG)).next("prepare the stick again"));
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut good: Vec<(name::PkgFileName, PathBuf)> = Vec::new();
     let files = cache_files(&lay)?;
     let mut sig_fail = 0;
+    let mut through_pacman = 0;
     if let Some(k) = &keyring {
+        let keys: Vec<&Keyring> = std::iter::once(k).chain(pacman_keys.as_ref()).collect();
         for f in &files {
             let rel = format!("{}/{f}", stick::CACHE);
-            let r = sig::verify_file(k, &lay.at(&rel), &lay.at(format!("{rel}.sig")));
+            let r = sig::check_file_any(&keys, &lay.at(&rel), &lay.at(format!("{rel}.sig")))
+                .and_then(|(i, c)| c.signature.map(|_| i));
             match r {
-                Ok(_) => {
+                Ok(i) => {
+                    through_pacman += usize::from(i > 0);
                     if let Ok(p) = name::parse(f) {
                         good.push((p, lay.at(&rel)));
                     }
@@ -830,7 +949,12 @@ fn check(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
             }
         }
         if sig_fail == 0 {
-            findings.push(Finding::new("signature", Status::Ok, format!("{} package(s) in {} verified against the stick's keyring", files.len(), stick::CACHE)));
+            let how = if through_pacman > 0 {
+                format!("the stick's keyrings ({through_pacman} through the target's pacman keyring)")
+            } else {
+                "the stick's keyring".to_string()
+            };
+            findings.push(Finding::new("signature", Status::Ok, format!("{} package(s) in {} verified against {how}", files.len(), stick::CACHE)));
         }
     }
 
@@ -920,6 +1044,12 @@ fn kernels_finding(good: &[(name::PkgFileName, PathBuf)], installed: &[(String, 
     f.data("kernels", Json::Arr(data))
 }
 
+/// What to do when the target's ZFS packages are not on the stick.
+const ZFS_HINT: &str = "archzfs's packages are not on the Arch Linux Archive: on the target, \
+     `pacman -Sw zfs-dkms zfs-utils` (or zfs-linux) puts them in its cache with their .sig, \
+     and `rtool stick prepare` again copies them, verified with the target's pacman keyring; \
+     else bring a live system with ZFS";
+
 fn zfs_finding(good: &[(name::PkgFileName, PathBuf)], target: &str) -> Finding {
     let zfs_pkgs: Vec<&(name::PkgFileName, PathBuf)> = good.iter().filter(|(p, _)| p.name.starts_with("zfs-")).collect();
     let target_zfs: Vec<&str> = target.lines().filter_map(|l| l.strip_prefix("zfs=")).collect();
@@ -928,7 +1058,7 @@ fn zfs_finding(good: &[(name::PkgFileName, PathBuf)], target: &str) -> Finding {
             Finding::new("zfs", Status::Info, "no ZFS package on the stick (the target had none)")
         } else {
             Finding::new("zfs", Status::Warn, format!("the target has {}, but no ZFS package is on the stick", target_zfs.join(", ")))
-                .next("ZFS's packages are not on the Arch Linux Archive, and archzfs signs with a key outside Arch's keyring: bring them, or a live system with ZFS, another way")
+                .next(ZFS_HINT)
         };
     }
     let mut pieces: Vec<zfs::Zfs> = Vec::new();
@@ -953,7 +1083,7 @@ fn zfs_finding(good: &[(name::PkgFileName, PathBuf)], target: &str) -> Finding {
         if !zfs_pkgs.iter().any(|(p, _)| p.name == n) {
             f.status = Status::Warn;
             f = f.detail(format!("the target's {t} is not on the stick"));
-            f.next = Some("archzfs's packages are not on the Arch Linux Archive and their key is not in Arch's keyring: bring them, or a live system with ZFS, another way".into());
+            f.next = Some(ZFS_HINT.into());
         }
     }
     if !zfs_pkgs.iter().any(|(p, _)| p.name == "zfs-utils") {

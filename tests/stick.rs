@@ -7,6 +7,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use common::gnupg::{gpg, pacman_key, Agent, RepoKey};
 use common::server::{archive, archive_root, tls, Nginx};
 use common::{in_mount_ns, rtool, Cmd, Done, FakeRoot};
 
@@ -555,4 +556,148 @@ fn the_targets_pacman_cache_is_used_and_a_bad_copy_there_is_passed_over() {
         fs::read(&src).unwrap()
     );
     rtool(["stick", "check"]).arg(other.path()).run().success();
+}
+
+/// archzfs's packages: not on the archive, signed by a key outside Arch's keyring, trusted on
+/// the target because the admin added and locally signed it with pacman-key. The stick carries
+/// the target's pacman keyring and the package from its cache; from the stick, with no
+/// network, the package verifies through that keyring (and not through Arch's), `check` and
+/// RESCUE.txt use it. A key the target no longer trusts keeps its package off the stick.
+#[test]
+fn archzfs_packages_go_on_the_stick_with_the_targets_pacman_keyring() {
+    common::require_root();
+    const DKMS: &str = "zfs-dkms-2.1.9-1-x86_64.pkg.tar.zst";
+    let n = Nginx::start(&archive_root(), "");
+    let (root, host) = (target(), host());
+    let tmp = tempfile::tempdir().unwrap();
+    // The target's pacman keyring, by the real pacman-key, at pacman's default GPGDir.
+    let home = root.at("/etc/pacman.d/gnupg");
+    let _agent = Agent(home.clone());
+    let conf = tmp.path().join("pacman.conf");
+    fs::write(&conf, format!("[options]\nGPGDir = {}/\n", home.display())).unwrap();
+    pacman_key(&conf, &home, &["--init"]);
+    let archzfs = RepoKey::new(tmp.path(), "archzfs", "ArchZFS Bot <buildbot@archzfs.com>");
+    pacman_key(&conf, &home, &["--add", &archzfs.public.to_string_lossy()]);
+    pacman_key(&conf, &home, &["--lsign-key", &archzfs.fingerprint]);
+    // zfs-dkms (built by makepkg, META up to Linux 6.1) in the target's cache, with its .sig.
+    root.mkdir("/var/cache/pacman/pkg");
+    let cached = root.at("/var/cache/pacman/pkg").join(DKMS);
+    fs::copy(common::hook_packages().join(DKMS), &cached).unwrap();
+    archzfs.sign(&cached);
+
+    let stick = tempfile::tempdir().unwrap();
+    let s = stick.path();
+    prepare(&n, root.path(), host.path(), s, &["--no-previous"])
+        .success()
+        .stdout_has("keyring  rtool/gnupg: ")
+        .stdout_has(&format!(
+            "zfs-dkms 2.1.9-1 (installed): copied from {}, signed by ArchZFS Bot \
+             <buildbot@archzfs.com> (trusted through the target's pacman keyring)",
+            cached.display()
+        ))
+        .stdout_has("zfs-utils 2:2.1.9-1 (installed): downloaded, signed by Test Packager");
+    for f in ["pubring.gpg", "trustdb.gpg"] {
+        assert_eq!(
+            fs::read(s.join("rtool/gnupg").join(f)).unwrap(),
+            fs::read(home.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    Cmd::new("sha256sum")
+        .args(["-c", "--strict", "rtool/SHA256SUMS"])
+        .current_dir(s)
+        .run()
+        .success()
+        .stdout_has("rtool/gnupg/trustdb.gpg: OK");
+    let rescue = fs::read_to_string(s.join("RESCUE.txt")).unwrap();
+    for l in rescue.lines() {
+        assert!(l.is_ascii() && l.len() <= 80, "{l:?}");
+    }
+    for want in [
+        "rtool/gnupg/         the target's pacman keyring",
+        "--keyring $S/rtool/gnupg",
+        "zfs-dkms=2.1.9-1",
+        "zfs-utils=2:2.1.9-1",
+    ] {
+        assert!(rescue.contains(want), "{want}\n{rescue}");
+    }
+
+    // No network: Arch's keyring does not know archzfs's key, the stick's pacman keyring does.
+    let bin = s.join("rtool/bin/rtool");
+    let pkg = s.join("rtool/cache").join(DKMS);
+    let arch = s.join("rtool/keyring");
+    let pacman = s.join("rtool/gnupg");
+    let v = |keyring: &Path| {
+        offline(&[
+            bin.as_os_str(),
+            "verify".as_ref(),
+            "--keyring".as_ref(),
+            keyring.as_os_str(),
+            pkg.as_os_str(),
+        ])
+    };
+    v(&arch).status(5).stderr_has("unknown key");
+    v(&pacman).success().stdout_has("ArchZFS Bot");
+    offline(&[
+        bin.as_os_str(),
+        "fetch-pkg".as_ref(),
+        "--offline".as_ref(),
+        "-o".as_ref(),
+        s.join("rtool/cache").as_os_str(),
+        "--keyring".as_ref(),
+        pacman.as_os_str(),
+        "zfs-dkms=2.1.9-1".as_ref(),
+    ])
+    .success()
+    .stdout_has("already here");
+    let report = offline(&[
+        bin.as_os_str(),
+        "stick".as_ref(),
+        "check".as_ref(),
+        s.as_os_str(),
+    ])
+    .success()
+    .stdout();
+    for want in [
+        "the target's pacman keyring",
+        "(1 through the target's pacman keyring)",
+        "zfs-dkms 2.1.9-1",
+        // The package itself was read: its META says what it supports.
+        "/usr/src/zfs-2.1.9/META",
+    ] {
+        assert!(report.contains(want), "{want}\n{report}");
+    }
+    assert!(!report.contains("is not on the stick"), "{report}");
+
+    // The target stops trusting the key (disabled, as --populate does for revoked keys): a
+    // new stick leaves the package out and says why and what to do.
+    gpg(&home)
+        .args([
+            "--command-fd",
+            "0",
+            "--edit-key",
+            &archzfs.fingerprint,
+            "disable",
+            "quit",
+        ])
+        .run()
+        .success();
+    let other = tempfile::tempdir().unwrap();
+    prepare(
+        &n,
+        root.path(),
+        host.path(),
+        other.path(),
+        &["--no-previous"],
+    )
+    .success()
+    .stderr_has(&format!("{DKMS}: left out"))
+    .stderr_has("disabled");
+    assert!(!other.path().join("rtool/cache").join(DKMS).exists());
+    rtool(["stick", "check"])
+        .arg(other.path())
+        .run()
+        .success()
+        .stdout_has("the target's zfs-dkms 2.1.9-1 is not on the stick")
+        .stdout_has("pacman -Sw");
 }

@@ -5,39 +5,12 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use common::gnupg::{gpg, pacman_key, Agent, RepoKey};
 use common::{real_arch, rtool, Cmd};
 
 const CMATRIX: &str = "cmatrix-2.0-3-x86_64.pkg.tar.zst";
-
-/// Stops the gpg-agent a GnuPG home started, when the test ends however it ends.
-struct Agent(PathBuf);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("gpgconf")
-            .arg("--homedir")
-            .arg(&self.0)
-            .args(["--kill", "gpg-agent"])
-            .status();
-    }
-}
-
-fn pacman_key(conf: &Path, home: &Path, args: &[&str]) {
-    Cmd::new("pacman-key")
-        .arg("--config")
-        .arg(conf)
-        .arg("--gpgdir")
-        .arg(home)
-        .args(args)
-        .run()
-        .success();
-}
-
-fn gpg(home: &Path) -> Cmd {
-    Cmd::new("gpg").arg("--homedir").arg(home).arg("--batch")
-}
 
 /// The real gpg's verdict: whether the signature is good and by a key it considers valid
 /// (`TRUST_FULLY` or `TRUST_ULTIMATE`; an expired key gives no trust line, then a good
@@ -90,45 +63,12 @@ fn pacman_key_home_trusts_what_pacman_trusts() {
         .stdout_has("good signature by kpcyrd");
 
     // 2. A third-party repository's key: refused until added and locally signed.
-    let other = tmp.path().join("other");
-    fs::create_dir(&other).unwrap();
-    let _other_agent = Agent(other.clone());
-    gpg(&other)
-        .args(["--passphrase", "", "--quick-gen-key"])
-        .args([
-            "Third Party Repo <repo@example.org>",
-            "ed25519",
-            "sign",
-            "never",
-        ])
-        .run()
-        .success();
-    let listing = gpg(&other)
-        .args(["--with-colons", "--list-keys"])
-        .run()
-        .success()
-        .stdout();
-    let fpr = listing
-        .lines()
-        .find(|l| l.starts_with("fpr:"))
-        .and_then(|l| l.split(':').nth(9))
-        .expect("fingerprint of the new key")
-        .to_string();
+    let repo = RepoKey::new(tmp.path(), "other", "Third Party Repo <repo@example.org>");
+    let fpr = repo.fingerprint.clone();
     let third = tmp.path().join("zfs-utils-2.2.7-1-x86_64.pkg.tar.zst");
     fs::copy(&pkg, &third).unwrap();
-    let third_sig = tmp.path().join("zfs-utils-2.2.7-1-x86_64.pkg.tar.zst.sig");
-    gpg(&other)
-        .args(["--digest-algo", "SHA256", "--detach-sign", "-o"])
-        .arg(&third_sig)
-        .arg(&third)
-        .run()
-        .success();
-    let pubkey = tmp.path().join("repo.asc");
-    gpg(&other)
-        .args(["--armor", "--export", "-o"])
-        .arg(&pubkey)
-        .run()
-        .success();
+    let third_sig = repo.sign(&third);
+    let pubkey = repo.public.clone();
 
     // Not in pacman's keyring at all.
     assert!(!gpg_accepts(&home, &third_sig, &third));

@@ -24,6 +24,8 @@ pub struct Conf {
     pub rootdir: Option<PathBuf>,
     /// `LogFile` [default: `/var/log/pacman.log`].
     pub logfile: PathBuf,
+    /// `GPGDir`, pacman's own GnuPG keyring [default: `/etc/pacman.d/gnupg`].
+    pub gpgdir: PathBuf,
     /// `NoExtract`, `NoUpgrade` and `IgnorePkg` patterns, in file order.
     pub noextract: Vec<String>,
     pub noupgrade: Vec<String>,
@@ -39,7 +41,7 @@ impl Conf {
         let mut cachedirs: Vec<PathBuf> = Vec::new();
         let mut repos = Vec::new();
         let mut hookdirs: Vec<PathBuf> = Vec::new();
-        let (mut rootdir, mut logfile) = (None, None);
+        let (mut rootdir, mut logfile, mut gpgdir) = (None, None, None);
         let (mut noextract, mut noupgrade, mut ignorepkg) = (Vec::new(), Vec::new(), Vec::new());
         let mut options = false;
         for line in text.lines() {
@@ -61,6 +63,7 @@ impl Conf {
                 }
                 Some(("RootDir", v)) if options => rootdir = Some(PathBuf::from(v)),
                 Some(("LogFile", v)) if options => logfile = Some(PathBuf::from(v)),
+                Some(("GPGDir", v)) if options => gpgdir = Some(PathBuf::from(v)),
                 Some(("NoExtract", v)) if options => {
                     noextract.extend(v.split_whitespace().map(String::from))
                 }
@@ -90,6 +93,8 @@ impl Conf {
             repos,
             hookdirs,
             logfile: logfile.unwrap_or_else(|| under_root("var/log/pacman.log")),
+            // Unlike DBPath, GPGDir does not follow RootDir.
+            gpgdir: gpgdir.unwrap_or_else(|| PathBuf::from("/etc/pacman.d/gnupg")),
             rootdir,
             noextract,
             noupgrade,
@@ -262,6 +267,12 @@ mod tests {
         assert_eq!(n.noupgrade, ["etc/x"]);
         assert_eq!(n.ignorepkg, ["linux", "linux-headers"]);
         assert_eq!(n.dbpath, Path::new("/alt/var/lib/pacman"));
+        // GPGDir holds configuration: RootDir does not move it.
+        assert_eq!(n.gpgdir, Path::new("/etc/pacman.d/gnupg"));
+        assert_eq!(
+            Conf::parse("[options]\nGPGDir = /srv/gnupg/\n").gpgdir,
+            Path::new("/srv/gnupg/")
+        );
         let h =
             Conf::parse("[options]\nHookDir = /etc/site-hooks/\n[core]\nHookDir = /not/options\n");
         assert_eq!(h.hookdirs, [Path::new("/etc/site-hooks/")]);

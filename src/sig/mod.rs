@@ -76,13 +76,7 @@ pub fn verify_file(keyring: &Keyring, file: &Path, sig_file: &Path) -> Result<Ve
 /// file that cannot be read, is an error; a signature that does not hold over the bytes is
 /// `Checked::signature`'s.
 pub fn check_file(keyring: &Keyring, file: &Path, sig_file: &Path) -> Result<Checked> {
-    let sig = read_sig(sig_file)?;
-    let data = File::open(file).at(file)?;
-    let pending = accept(keyring, &sig)?;
-    let mut digest = pending.digest();
-    crate::hash::update_from(&mut digest, data, &mut vec![0u8; READ_BUFFER])
-        .map_err(|e| Error::io(e, "reading the signed file"))?;
-    Ok(pending.finish(digest))
+    check_file_any(&[keyring], file, sig_file).map(|(_, c)| c)
 }
 
 /// Streams `data` and checks the detached signature `sig` (binary or armoured) against the
@@ -99,21 +93,48 @@ pub fn verify_reader(keyring: &Keyring, data: &mut dyn Read, sig: &[u8]) -> Resu
 /// data: the signature's own properties, the key's state when it signed, revocations, trust.
 /// What it returns waits for the signed bytes.
 pub fn accept<'k>(keyring: &'k Keyring, sig: &[u8]) -> Result<Pending<'k>> {
+    accept_any(&[keyring], sig).map(|(_, p)| p)
+}
+
+/// As [`accept`], with several keyrings tried in order (Arch's, then pacman's own GnuPG
+/// keyring for a third-party repository's key): the first that accepts the signer wins and
+/// its index is returned. When none does, the error is the verdict of the first keyring that
+/// holds the signer's key (revoked, not trusted, expired), else one "unknown key" error
+/// naming every keyring.
+pub fn accept_any<'k>(keyrings: &[&'k Keyring], sig: &[u8]) -> Result<(usize, Pending<'k>)> {
     let sig = parse_signature(sig)?;
     let now = now();
-    let candidates = keyring.lookup(&sig.issuer_fingerprint(), &sig.issuer_key_id());
     let mut first_err = None;
-    // Several candidates only when the signature names a 64-bit key ID that more than one key
-    // shares; the first that the trust model accepts is the one the file is checked against.
-    for r in candidates {
-        match check_signer(keyring, &sig, r, now) {
-            Ok(signer) => return Ok(Pending { sig, signer }),
-            Err(e) => {
-                first_err.get_or_insert(e);
+    for (i, keyring) in keyrings.iter().enumerate() {
+        let candidates = keyring.lookup(&sig.issuer_fingerprint(), &sig.issuer_key_id());
+        // Several candidates only when the signature names a 64-bit key ID that more than one
+        // key shares; the first that the trust model accepts is the one the file is checked
+        // against.
+        for r in candidates {
+            match check_signer(keyring, &sig, r, now) {
+                Ok(signer) => return Ok((i, Pending { sig, signer })),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
         }
     }
-    Err(first_err.unwrap_or_else(|| unknown_key(keyring, &sig)))
+    Err(first_err.unwrap_or_else(|| unknown_key(keyrings, &sig)))
+}
+
+/// As [`check_file`], with the keyrings tried as [`accept_any`] does; which one accepted.
+pub fn check_file_any(
+    keyrings: &[&Keyring],
+    file: &Path,
+    sig_file: &Path,
+) -> Result<(usize, Checked)> {
+    let sig = read_sig(sig_file)?;
+    let data = File::open(file).at(file)?;
+    let (i, pending) = accept_any(keyrings, &sig)?;
+    let mut digest = pending.digest();
+    crate::hash::update_from(&mut digest, data, &mut vec![0u8; READ_BUFFER])
+        .map_err(|e| Error::io(e, "reading the signed file"))?;
+    Ok((i, pending.finish(digest)))
 }
 
 /// A signature the trust model accepted, waiting for the bytes it signs.
@@ -262,7 +283,7 @@ fn parse_signature(bytes: &[u8]) -> Result<Signature> {
     }
 }
 
-fn unknown_key(keyring: &Keyring, sig: &Signature) -> Error {
+fn unknown_key(keyrings: &[&Keyring], sig: &Signature) -> Error {
     let who = match (
         sig.issuer_fingerprint().first(),
         sig.issuer_key_id().first(),
@@ -271,11 +292,16 @@ fn unknown_key(keyring: &Keyring, sig: &Signature) -> Error {
         (None, Some(id)) => format!("ID {}", id.to_string().to_uppercase()),
         (None, None) => "(the signature names no issuer)".to_string(),
     };
-    verify_error(format!(
-        "unknown key {who}: not in the keyring {}",
-        keyring.source().display()
-    ))
-    .hint(
+    let places: Vec<String> = keyrings
+        .iter()
+        .map(|k| k.source().display().to_string())
+        .collect();
+    let where_ = match places.as_slice() {
+        [one] => format!("the keyring {one}"),
+        [first @ .., last] => format!("the keyrings {} or {last}", first.join(", ")),
+        [] => "any keyring".to_string(),
+    };
+    verify_error(format!("unknown key {who}: not in {where_}")).hint(
         "the keyring may be older than the package: update archlinux-keyring, or pass \
          --keyring with a newer copy",
     )
@@ -303,7 +329,7 @@ fn check_signer<'k>(
     let cert = keyring
         .certs
         .get(r.cert)
-        .ok_or_else(|| unknown_key(keyring, sig))?;
+        .ok_or_else(|| unknown_key(&[keyring], sig))?;
     let state = trust::primary_state(cert);
     let fpr = hex_upper(&cert.primary_key.fingerprint());
     let who = match state.display_uid() {
@@ -378,7 +404,7 @@ fn check_signer<'k>(
             let sub = cert
                 .public_subkeys
                 .get(j)
-                .ok_or_else(|| unknown_key(keyring, sig))?;
+                .ok_or_else(|| unknown_key(&[keyring], sig))?;
             let sub_fpr = hex_upper(&sub.key.fingerprint());
             let what = format!("subkey {sub_fpr} of key {who}");
             let s = trust::subkey_state(&cert.primary_key, sub);

@@ -6,6 +6,8 @@
 //! DIR/rtool/bin/rtool       the binary (and a symbolic link per applet, where the
 //!                           filesystem has them; vfat has none)
 //! DIR/rtool/keyring/        archlinux.gpg, archlinux-trusted, archlinux-revoked
+//! DIR/rtool/gnupg/          pubring.gpg, trustdb.gpg: the target's pacman keyring, when it
+//!                           has one (what trusts a third-party repository's key: archzfs)
 //! DIR/rtool/cache/          package files, each with its .sig
 //! DIR/rtool/TARGET          what the stick was made for (key=value lines)
 //! DIR/rtool/SHA256SUMS      of every file above, `sha256sum -c` can read it from DIR
@@ -39,6 +41,10 @@ pub const KEYRING: &str = "rtool/keyring";
 pub const MAN_DIR: &str = "rtool/man";
 pub const MAN: &str = "rtool/man/rtool.1";
 pub const CACHE: &str = "rtool/cache";
+/// The target's pacman keyring (its `GPGDir`), `--keyring` reads it as pacman's GnuPG home.
+pub const GNUPG: &str = "rtool/gnupg";
+/// What of pacman's GnuPG home is copied: the keys and the ownertrust.
+pub const GNUPG_FILES: [&str; 2] = ["pubring.gpg", "trustdb.gpg"];
 /// The keyring's files, as Arch names them in `/usr/share/pacman/keyrings`.
 pub const KEYRING_FILES: [&str; 3] = ["archlinux.gpg", "archlinux-trusted", "archlinux-revoked"];
 

@@ -9,6 +9,9 @@ use super::facts::Facts;
 pub struct OnStick {
     pub name: String,
     pub version: String,
+    /// Verified through the target's pacman keyring (`rtool/gnupg`), not Arch's: signed by a
+    /// third-party repository's key the admin trusted with pacman-key (archzfs).
+    pub pacman_keyring: bool,
 }
 
 /// What the walkthrough is written from.
@@ -153,6 +156,12 @@ pub fn render(i: &Input) -> String {
     t.push_str("  rtool/bin/rtool      rtool itself, static: runs on any x86_64 Linux\n");
     t.push_str("  rtool/man/rtool.1    the manual: man -l $S/rtool/man/rtool.1\n");
     t.push_str("  rtool/keyring/       Arch's keyring, to verify every package offline\n");
+    if i.packages.iter().any(|p| p.pacman_keyring) {
+        t.push_str(
+            "  rtool/gnupg/         the target's pacman keyring (pacman-key's), for the\n\
+             \x20                      packages signed outside Arch's keyring (archzfs)\n",
+        );
+    }
     t.push_str("  rtool/cache/         packages with their signatures:\n");
     if i.packages.is_empty() {
         t.push_str("                         none\n");
@@ -284,18 +293,25 @@ pub fn render(i: &Input) -> String {
         .collect();
     if !zfs_on_stick.is_empty() {
         t.push_str("    ZFS packages from the stick the same way:\n");
-        let mut args = vec![
-            "--root /mnt".to_string(),
-            "--offline".into(),
-            "-o $S/rtool/cache".into(),
-            "--keyring $S/rtool/keyring".into(),
-        ];
-        args.extend(
-            zfs_on_stick
+        // One command per keyring: archzfs's packages verify only through pacman's.
+        for (keyring, pacman) in [("$S/rtool/keyring", false), ("$S/rtool/gnupg", true)] {
+            let these: Vec<String> = zfs_on_stick
                 .iter()
-                .map(|z| format!("{}={}", ascii(&z.name), ascii(&z.version))),
-        );
-        t.push_str(&command("      ", "rtool install", &args));
+                .filter(|z| z.pacman_keyring == pacman)
+                .map(|z| format!("{}={}", ascii(&z.name), ascii(&z.version)))
+                .collect();
+            if these.is_empty() {
+                continue;
+            }
+            let mut args = vec![
+                "--root /mnt".to_string(),
+                "--offline".into(),
+                "-o $S/rtool/cache".into(),
+                format!("--keyring {keyring}"),
+            ];
+            args.extend(these);
+            t.push_str(&command("      ", "rtool install", &args));
+        }
     }
     if f.zfs.iter().any(|z| z.name == "zfs-dkms") {
         t.push_str(
@@ -370,18 +386,27 @@ mod tests {
             OnStick {
                 name: "linux".into(),
                 version: "6.2.10.arch1-1".into(),
+                pacman_keyring: false,
             },
             OnStick {
                 name: "linux-headers".into(),
                 version: "6.2.10.arch1-1".into(),
+                pacman_keyring: false,
             },
             OnStick {
                 name: "linux".into(),
                 version: "6.2.8.arch1-1".into(),
+                pacman_keyring: false,
             },
             OnStick {
                 name: "zfs-utils".into(),
                 version: "2:2.1.9-1".into(),
+                pacman_keyring: false,
+            },
+            OnStick {
+                name: "zfs-dkms".into(),
+                version: "2.1.9-1".into(),
+                pacman_keyring: true,
             },
         ];
         let t = input_text(&f, &pkgs, true);
@@ -398,9 +423,19 @@ mod tests {
             "--keyring $S/rtool/keyring",
             "linux=6.2.8.arch1-1",
             "rtool sfp-unlock",
+            "rtool/gnupg/         the target's pacman keyring",
+            "--keyring $S/rtool/gnupg",
+            "zfs-dkms=2.1.9-1",
         ] {
             assert!(t.contains(want), "{want}\n{t}");
         }
+        // zfs-utils (Arch's keyring) and zfs-dkms (pacman's) in separate commands.
+        let gnupg = t.find("--keyring $S/rtool/gnupg").unwrap_or_default();
+        let utils = t.find("zfs-utils=2:2.1.9-1").unwrap_or_default();
+        let dkms = t.find("zfs-dkms=2.1.9-1").unwrap_or_default();
+        assert!(utils < gnupg && gnupg < dkms, "{t}");
+        let only_arch = input_text(&f, &pkgs[..4], true);
+        assert!(!only_arch.contains("rtool/gnupg"), "{only_arch}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dkms;
+pub mod gnupg;
 pub mod server;
 pub mod tree;
 pub mod vm;
