@@ -360,16 +360,10 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     sums.insert(stick::EXE.into(), mine);
     writeln!(out, "binary   {}: {word} ({}, from {})", stick::EXE, human(exe_size), exe.display())?;
     let links = link_applets(&prep.lay)?;
-    // The manual, as this binary writes it (`rtool --generate man`).
-    let page = std::process::Command::new(&exe)
-        .args(["--generate", "man"])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| Error::path(e, &exe))?;
-    if !page.status.success() || page.stdout.is_empty() {
-        return Err(Error::new(Kind::Failed, format!("{} --generate man: {}", exe.display(), page.status)));
-    }
-    sums.insert(stick::MAN.into(), stick::write_atomic(&prep.lay.at(stick::MAN), &page.stdout, 0o644)?);
+    // The manual, as `rtool --generate man` writes it, from the same applet table.
+    let mut page = Vec::new();
+    rtool::manual::generate(super::APPLETS, rtool::manual::Output::Man, &mut page)?;
+    sums.insert(stick::MAN.into(), stick::write_atomic(&prep.lay.at(stick::MAN), &page, 0o644)?);
     writeln!(out, "manual   {}: man -l {}", stick::MAN, prep.lay.at(stick::MAN).display())?;
     match links {
         Some(n) => writeln!(out, "links    {}: {n} applet links", stick::BIN)?,

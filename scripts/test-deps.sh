@@ -44,6 +44,7 @@ zsh:zsh
 fish:fish
 arch-install-scripts:arch-chroot
 dosfstools:mkfs.vfat
+exfatprogs:mkfs.exfat
 fdisk:sfdisk
 binutils:strip
 cryptsetup:cryptsetup

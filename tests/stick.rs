@@ -701,3 +701,145 @@ fn archzfs_packages_go_on_the_stick_with_the_targets_pacman_keyring() {
         .stdout_has("the target's zfs-dkms 2.1.9-1 is not on the stick")
         .stdout_has("pacman -Sw");
 }
+
+/// The modules a vfat and an exFAT stick need in the VM (the test machine's kernel has neither).
+const STICK_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_blk",
+    "vfat",
+    "nls_cp437",
+    "nls_utf8",
+    "nls_ascii",
+    "exfat",
+];
+
+/// What the VM does with each stick: prepare (no network: the packages come from the target's
+/// cache), prepare again, the checksums by busybox's sha256sum, check, and a kernel fetched
+/// offline from the stick.
+const STICK_SCENARIO: &str = r#"
+for m in virtio_pci virtio_blk vfat nls_cp437 nls_utf8 nls_ascii exfat; do rtool modprobe -q $m || echo "modprobe $m failed"; done
+for fs in vfat exfat; do
+  case $fs in vfat) dev=/dev/vda;; exfat) dev=/dev/vdb;; esac
+  for i in 1 2 3 4 5 6 7 8 9 10; do [ -b $dev ] && break; sleep 0.2; done
+  S=/stick-$fs
+  mkdir -p $S
+  case_ $fs-mount mount -t $fs $dev $S
+  case_ $fs-prepare rtool stick prepare --for-root /target --no-previous --retries 0 --mirror https://127.0.0.1:9 $S
+  case_ $fs-again rtool stick prepare --for-root /target --no-previous --retries 0 --mirror https://127.0.0.1:9 $S
+  case_ $fs-sums sh -c "cd $S && sha256sum -c rtool/SHA256SUMS"
+  case_ $fs-ls ls -a $S/rtool/bin $S/rtool/cache
+  case_ $fs-check $S/rtool/bin/rtool stick check $S
+  case_ $fs-offline $S/rtool/bin/rtool fetch-pkg --offline -o $S/rtool/cache --keyring $S/rtool/keyring linux=6.2.10.arch1-1
+  case_ $fs-rescue cat $S/RESCUE.txt
+  case_ $fs-umount umount $S
+done
+"#;
+
+/// The usual stick is vfat (or exFAT): no symbolic links, no ':' in a file name, no modes.
+/// Prepared on each, in a VM running Debian's kernel, from a target whose packages are in its
+/// pacman cache: the links are left out and said, the package with an epoch (zfs-utils
+/// 2:2.1.9-1) is left out with the reason, everything else verifies, a rerun copies nothing,
+/// `sha256sum -c` and `check` pass, and `fetch-pkg --offline` takes the kernel from the stick.
+/// The images are checked by the filesystems' own fsck afterwards.
+#[test]
+fn a_vfat_or_exfat_stick_holds_what_it_can_and_says_what_it_cannot() {
+    common::require_root();
+    let root = target();
+    root.mkdir("/var/cache/pacman/pkg");
+    for (dir, file) in [
+        ("l/linux", LINUX),
+        (
+            "l/linux-headers",
+            "linux-headers-6.2.10.arch1-1-x86_64.pkg.tar.zst",
+        ),
+        ("z/zfs-utils", "zfs-utils-2:2.1.9-1-x86_64.pkg.tar.zst"),
+    ] {
+        for f in [file.to_string(), format!("{file}.sig")] {
+            fs::copy(
+                archive_root().join("packages").join(dir).join(&f),
+                root.at("/var/cache/pacman/pkg").join(&f),
+            )
+            .unwrap();
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let image = |name: &str, mkfs: &[&str]| {
+        let p = tmp.path().join(name);
+        Cmd::new("truncate")
+            .args(["-s", "64M"])
+            .arg(&p)
+            .run()
+            .success();
+        Cmd::new(mkfs[0]).args(&mkfs[1..]).arg(&p).run().success();
+        p
+    };
+    let vfat = image("vfat.img", &["mkfs.vfat", "-n", "RESCUE"]);
+    let exfat = image("exfat.img", &["mkfs.exfat", "-L", "RESCUE"]);
+    let vm = common::vm::vm("stick", STICK_MODULES);
+    let opts = common::vm::Opts {
+        disks: [&vfat, &exfat]
+            .iter()
+            .map(|p| common::vm::Disk {
+                path: p.to_path_buf(),
+                snapshot: false,
+            })
+            .collect(),
+        trees: vec![(root.path().to_path_buf(), "/target".into())],
+        timeout_s: Some(900),
+        ..Default::default()
+    };
+    let c = vm.run_with(STICK_SCENARIO, &[], "", &opts);
+    assert!(!c.0.contains("failed"), "{}", c.0);
+    for fs in ["vfat", "exfat"] {
+        let case = |n: &str| {
+            let k = c.case(&format!("{fs}-{n}"));
+            assert_eq!(k.rc, 0, "{fs}-{n}:\n{}", k.out);
+            k.out
+        };
+        case("mount");
+        let out = case("prepare");
+        for want in [
+            format!("({fs}, "),
+            format!("links    none: {fs} has no symbolic links"),
+            format!(
+                "zfs-utils-2:2.1.9-1-x86_64.pkg.tar.zst: left out: {fs} cannot hold ':' in a file name"
+            ),
+            "linux 6.2.10.arch1-1 (installed): copied from /target/var/cache/pacman/pkg/"
+                .to_string(),
+            "linux-headers 6.2.10.arch1-1 (installed): copied from".to_string(),
+        ] {
+            assert!(out.contains(&want), "{fs}: {want}\n{out}");
+        }
+        let again = case("again");
+        assert!(
+            again.contains("linux 6.2.10.arch1-1 (installed): already on the stick")
+                && again.contains("binary   rtool/bin/rtool: already on the stick"),
+            "{fs}:\n{again}"
+        );
+        let sums = case("sums");
+        assert!(
+            sums.contains("rtool/bin/rtool: OK") && !sums.contains("FAILED"),
+            "{fs}:\n{sums}"
+        );
+        let ls = case("ls");
+        assert!(
+            !ls.contains("fetch-pkg") && !ls.contains("zfs-utils") && !ls.contains("rtool-part"),
+            "{fs}:\n{ls}"
+        );
+        let check = case("check");
+        assert!(
+            check.contains("linux 6.2.10.arch1-1: reinstall (the target's own); headers too"),
+            "{fs}:\n{check}"
+        );
+        assert!(case("offline").contains("already here"), "{fs}");
+        let rescue = case("rescue");
+        assert!(
+            rescue.contains("alias rtool=$S/rtool/bin/rtool"),
+            "{fs}:\n{rescue}"
+        );
+        case("umount");
+    }
+    // The filesystems are sound after the writes and renames.
+    Cmd::new("fsck.fat").arg("-n").arg(&vfat).run().success();
+    Cmd::new("fsck.exfat").arg("-n").arg(&exfat).run().success();
+}
