@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::gnupg::{gpg, pacman_key, Agent, RepoKey};
+use common::gnupg::{disable, pacman_key, Agent, RepoKey};
 use common::server::{archive, archive_root, tls, Nginx};
 use common::{in_mount_ns, rtool, Cmd, Done, FakeRoot};
 
@@ -127,6 +127,26 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
     v
 }
 
+/// `sha256sum -c --strict rtool/SHA256SUMS` from the stick's top, as a person would run it.
+fn sums_check(stick: &Path) -> Done {
+    Cmd::new("sha256sum")
+        .args(["-c", "--strict", "rtool/SHA256SUMS"])
+        .current_dir(stick)
+        .run()
+        .success()
+}
+
+/// Checks the stick's RESCUE.txt: ASCII in 80 columns, holding each of `wants`.
+fn rescue_text(stick: &Path, wants: &[&str]) {
+    let rescue = fs::read_to_string(stick.join("RESCUE.txt")).unwrap();
+    for l in rescue.lines() {
+        assert!(l.is_ascii() && l.len() <= 80, "{l:?}");
+    }
+    for want in wants {
+        assert!(rescue.contains(want), "{want}\n{rescue}");
+    }
+}
+
 /// Runs `args` with no network at all (a new, empty network namespace).
 fn offline(args: &[&std::ffi::OsStr]) -> Done {
     Cmd::new("unshare").arg("-n").arg("--").args(args).run()
@@ -201,30 +221,23 @@ fn prepared_stick_rescues_offline_and_check_catches_one_bad_byte() {
             .success()
             .stdout()
     );
-    Cmd::new("sha256sum")
-        .args(["-c", "--strict", "rtool/SHA256SUMS"])
-        .current_dir(s)
-        .run()
-        .success();
+    sums_check(s);
 
     // RESCUE.txt: this machine's values in the commands, ASCII, 80 columns.
-    let rescue = fs::read_to_string(s.join("RESCUE.txt")).unwrap();
-    for l in rescue.lines() {
-        assert!(l.is_ascii() && l.len() <= 80, "{l:?}");
-    }
-    for want in [
-        "RESCUE STICK FOR archzfs",
-        "zpool import -N -R /mnt zroot",
-        "zfs mount zroot/ROOT/default",
-        "mount UUID=1234-ABCD /mnt/boot",
-        "rtool modprobe ixgbe",
-        "linux 6.2.10.arch1-1 (6.2.10-arch1-1)",
-        "linux=6.2.8.arch1-1",
-        "linux-headers=6.2.8.arch1-1",
-        "rtool chroot --zpool zroot --mount-boot /mnt",
-    ] {
-        assert!(rescue.contains(want), "{want}\n{rescue}");
-    }
+    rescue_text(
+        s,
+        &[
+            "RESCUE STICK FOR archzfs",
+            "zpool import -N -R /mnt zroot",
+            "zfs mount zroot/ROOT/default",
+            "mount UUID=1234-ABCD /mnt/boot",
+            "rtool modprobe ixgbe",
+            "linux 6.2.10.arch1-1 (6.2.10-arch1-1)",
+            "linux=6.2.8.arch1-1",
+            "linux-headers=6.2.8.arch1-1",
+            "rtool chroot --zpool zroot --mount-boot /mnt",
+        ],
+    );
 
     // A rerun finds everything there and verified: no package or signature is downloaded.
     let before = downloads(&n);
@@ -603,24 +616,16 @@ fn archzfs_packages_go_on_the_stick_with_the_targets_pacman_keyring() {
             "{f}"
         );
     }
-    Cmd::new("sha256sum")
-        .args(["-c", "--strict", "rtool/SHA256SUMS"])
-        .current_dir(s)
-        .run()
-        .success()
-        .stdout_has("rtool/gnupg/trustdb.gpg: OK");
-    let rescue = fs::read_to_string(s.join("RESCUE.txt")).unwrap();
-    for l in rescue.lines() {
-        assert!(l.is_ascii() && l.len() <= 80, "{l:?}");
-    }
-    for want in [
-        "rtool/gnupg/         the target's pacman keyring",
-        "--keyring $S/rtool/gnupg",
-        "zfs-dkms=2.1.9-1",
-        "zfs-utils=2:2.1.9-1",
-    ] {
-        assert!(rescue.contains(want), "{want}\n{rescue}");
-    }
+    sums_check(s).stdout_has("rtool/gnupg/trustdb.gpg: OK");
+    rescue_text(
+        s,
+        &[
+            "rtool/gnupg/         the target's pacman keyring",
+            "--keyring $S/rtool/gnupg",
+            "zfs-dkms=2.1.9-1",
+            "zfs-utils=2:2.1.9-1",
+        ],
+    );
 
     // No network: Arch's keyring does not know archzfs's key, the stick's pacman keyring does.
     let bin = s.join("rtool/bin/rtool");
@@ -671,17 +676,7 @@ fn archzfs_packages_go_on_the_stick_with_the_targets_pacman_keyring() {
 
     // The target stops trusting the key (disabled, as --populate does for revoked keys): a
     // new stick leaves the package out and says why and what to do.
-    gpg(&home)
-        .args([
-            "--command-fd",
-            "0",
-            "--edit-key",
-            &archzfs.fingerprint,
-            "disable",
-            "quit",
-        ])
-        .run()
-        .success();
+    disable(&home, &archzfs.fingerprint);
     let other = tempfile::tempdir().unwrap();
     prepare(
         &n,

@@ -7,8 +7,8 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::gnupg::{gpg, pacman_key, Agent, RepoKey};
-use common::{real_arch, rtool, Cmd};
+use common::gnupg::{disable, gpg, pacman_key, Agent, RepoKey};
+use common::{real_arch, rtool};
 
 const CMATRIX: &str = "cmatrix-2.0-3-x86_64.pkg.tar.zst";
 
@@ -91,20 +91,7 @@ fn pacman_key_home_trusts_what_pacman_trusts() {
         .stdout_has("Third Party Repo");
 
     // 3. Disabled, as pacman-key --populate does for revoked keys: refused.
-    Cmd::new("gpg")
-        .arg("--homedir")
-        .arg(&home)
-        .args([
-            "--batch",
-            "--command-fd",
-            "0",
-            "--edit-key",
-            &fpr,
-            "disable",
-            "quit",
-        ])
-        .run()
-        .success();
+    disable(&home, &fpr);
     let colons = gpg(&home)
         .args(["--with-colons", "--list-keys", &fpr])
         .run()

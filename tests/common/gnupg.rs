@@ -35,6 +35,14 @@ pub fn gpg(home: &Path) -> Cmd {
     Cmd::new("gpg").arg("--homedir").arg(home).arg("--batch")
 }
 
+/// Disables the key `fpr` in `home`, as `pacman-key --populate` does for a revoked key.
+pub fn disable(home: &Path, fpr: &str) {
+    gpg(home)
+        .args(["--command-fd", "0", "--edit-key", fpr, "disable", "quit"])
+        .run()
+        .success();
+}
+
 /// A signing key of its own in a new GnuPG home: a third-party repository's.
 pub struct RepoKey {
     pub home: PathBuf,
