@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::gnupg::{disable, pacman_key, Agent, RepoKey};
-use common::server::{archive, archive_root, tls, Nginx};
+use common::server::{archive, archive_root, keys, tls, Nginx};
 use common::{in_mount_ns, rtool, Cmd, Done, FakeRoot};
 
 const LINUX: &str = "linux-6.2.10.arch1-1-x86_64.pkg.tar.zst";
@@ -673,6 +673,31 @@ fn archzfs_packages_go_on_the_stick_with_the_targets_pacman_keyring() {
         assert!(report.contains(want), "{want}\n{report}");
     }
     assert!(!report.contains("is not on the stick"), "{report}");
+
+    // A key Arch's keyring holds but does not trust (one main-key certification) stays
+    // refused though the target's pacman keyring trusts it: the keyring that holds the key
+    // first decides.
+    let arch_keys = archive().join("keyring/archlinux.gpg");
+    pacman_key(&conf, &home, &["--add", &arch_keys.to_string_lossy()]);
+    pacman_key(&conf, &home, &["--lsign-key", &keys().untrusted]);
+    let badsig = archive_root().join("packages/b/badsig-pkg/badsig-pkg-1.0-1-x86_64.pkg.tar.zst");
+    rtool(["verify", "--keyring"])
+        .arg(&home)
+        .arg(&badsig)
+        .run()
+        .success()
+        .stdout_has("Untrusted Packager");
+    let refused = tempfile::tempdir().unwrap();
+    prepare(
+        &n,
+        root.path(),
+        host.path(),
+        refused.path(),
+        &["--no-previous", "badsig-pkg=1.0-1"],
+    )
+    .status(5)
+    .stderr_has("Untrusted Packager")
+    .stderr_has("certification");
 
     // The target stops trusting the key (disabled, as --populate does for revoked keys): a
     // new stick leaves the package out and says why and what to do.

@@ -96,21 +96,20 @@ pub fn accept<'k>(keyring: &'k Keyring, sig: &[u8]) -> Result<Pending<'k>> {
     accept_any(&[keyring], sig).map(|(_, p)| p)
 }
 
-/// As [`accept`], with several keyrings tried in order (Arch's, then pacman's own GnuPG
-/// keyring for a third-party repository's key): the first that accepts the signer wins and
-/// its index is returned. When none does, the error is the verdict of the first keyring that
-/// holds the signer's key (revoked, not trusted, expired), else one "unknown key" error
-/// naming every keyring.
+/// As [`accept`], with several keyrings in order (Arch's, then pacman's own GnuPG keyring
+/// for a third-party repository's key), and the index of the one that accepted. A keyring is
+/// asked only when the ones before it do not hold the signer's key at all: the first that
+/// holds it decides, so a key Arch's keyring revokes or does not trust is refused whatever a
+/// later keyring says. A key no keyring holds is one "unknown key" error naming them all.
 pub fn accept_any<'k>(keyrings: &[&'k Keyring], sig: &[u8]) -> Result<(usize, Pending<'k>)> {
     let sig = parse_signature(sig)?;
     let now = now();
-    let mut first_err = None;
     for (i, keyring) in keyrings.iter().enumerate() {
-        let candidates = keyring.lookup(&sig.issuer_fingerprint(), &sig.issuer_key_id());
+        let mut first_err = None;
         // Several candidates only when the signature names a 64-bit key ID that more than one
         // key shares; the first that the trust model accepts is the one the file is checked
         // against.
-        for r in candidates {
+        for r in keyring.lookup(&sig.issuer_fingerprint(), &sig.issuer_key_id()) {
             match check_signer(keyring, &sig, r, now) {
                 Ok(signer) => return Ok((i, Pending { sig, signer })),
                 Err(e) => {
@@ -118,8 +117,11 @@ pub fn accept_any<'k>(keyrings: &[&'k Keyring], sig: &[u8]) -> Result<(usize, Pe
                 }
             }
         }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
     }
-    Err(first_err.unwrap_or_else(|| unknown_key(keyrings, &sig)))
+    Err(unknown_key(keyrings, &sig))
 }
 
 /// As [`check_file`], with the keyrings tried as [`accept_any`] does; which one accepted.
