@@ -34,15 +34,15 @@ pub fn command() -> Command {
              running system's; checked against the package that installed it), the target's \
              pacman keyring (pubring.gpg and trustdb.gpg of its GPGDir, when it has one), and \
              the packages a repair needs, every one verified against Arch's keyring or, for a \
-             key Arch's does not know, the pacman keyring (archzfs's key, which the admin \
+             key Arch's does not hold, the pacman keyring (archzfs's key, which the admin \
              trusted with pacman-key): the installed kernels and their headers, the previous \
              version of each from the Arch Linux Archive, the installed ZFS packages (zfs-dkms \
              or zfs-linux, zfs-utils) where a source has them (archzfs's are not on the \
-             archive: the target's cache), and any PKG SPEC given. Files come from the stick itself when \
-             already there and verified, else the target's pacman cache, else the archive; a \
-             rerun downloads only what is missing. Every file is written under a temporary \
-             name and renamed into place: a full stick stops with an error and leaves no half \
-             file. RESCUE.txt is the walkthrough with this machine's pool, kernel, ESP and \
+             archive: the target's cache), and any PKG SPEC given. Files come from the stick \
+             itself when already there and verified, else the target's pacman cache, else the \
+             archive; a rerun downloads only what is missing. Every file is written under a \
+             temporary name and renamed into place: a full stick stops with an error and \
+             leaves no half file. RESCUE.txt is the walkthrough with this machine's pool, kernel, ESP and \
              network driver in its commands; rtool/SHA256SUMS covers everything.\n\n\
              `check` verifies every checksum in SHA256SUMS (the binary's included) and every \
              package's signature against the stick's own keyrings, and says which kernels the \
