@@ -5,7 +5,7 @@ BIN         := target/$(TARGET)/release/rtool
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 CARGO       ?= cargo
-SIZE_BUDGET := 4456448
+SIZE_BUDGET := 4194304
 
 .PHONY: all static toolchain test test-deps lint unit install install-files size bench demo fuzz clean
 

@@ -1,4 +1,5 @@
-//! The shipped binary is static: no program interpreter, no shared libraries.
+//! The shipped binary is static: no program interpreter, no shared libraries; and small: within
+//! the 4 MiB budget, with no unwind tables (nothing unwinds, see scripts/link-static.sh).
 
 mod common;
 
@@ -48,6 +49,22 @@ fn inspect(elf: &[u8]) -> (bool, usize) {
     (interp, needed)
 }
 
+/// The names of an ELF64 file's sections, from its section-name string table.
+fn section_names(elf: &[u8]) -> Vec<String> {
+    let shoff = u64_at(elf, 0x28) as usize;
+    let shentsize = u16_at(elf, 0x3a) as usize;
+    let shnum = u16_at(elf, 0x3c) as usize;
+    let shstrndx = u16_at(elf, 0x3e) as usize;
+    let strtab = u64_at(elf, shoff + shstrndx * shentsize + 0x18) as usize;
+    (0..shnum)
+        .map(|i| {
+            let name = strtab + u32_at(elf, shoff + i * shentsize) as usize;
+            let end = elf[name..].iter().position(|&b| b == 0).unwrap() + name;
+            String::from_utf8_lossy(&elf[name..end]).into_owned()
+        })
+        .collect()
+}
+
 fn release_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("RTOOL_BIN").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
@@ -79,10 +96,20 @@ fn release_binary_is_static_and_within_budget() {
         p.display()
     );
     assert!(
-        elf.len() <= (17 << 20) / 4,
-        "{} is {} bytes, over the 4.25 MiB budget",
+        elf.len() <= 4 << 20,
+        "{} is {} bytes, over the 4 MiB budget",
         p.display(),
         elf.len()
+    );
+    let sections = section_names(&elf);
+    assert!(
+        sections.iter().any(|s| s == ".text"),
+        "no .text among {sections:?}: the section table was not read"
+    );
+    assert!(
+        !sections.iter().any(|s| s.starts_with(".eh_frame")),
+        "{} keeps unwind tables: {sections:?}",
+        p.display()
     );
     // And it runs.
     common::Cmd::new(&p).arg("--version").run().success();
@@ -96,5 +123,11 @@ fn the_check_itself_sees_a_dynamic_binary() {
     assert!(
         interp && needed > 0,
         "expected /bin/sh to be dynamic (interp {interp}, needed {needed})"
+    );
+    // And it keeps its unwind tables, which the section check must see.
+    let sections = section_names(&elf);
+    assert!(
+        sections.iter().any(|s| s == ".eh_frame"),
+        "expected /bin/sh to have .eh_frame: {sections:?}"
     );
 }
