@@ -600,6 +600,24 @@ fn archzfs_packages_go_on_the_stick_with_the_targets_pacman_keyring() {
 
     let stick = tempfile::tempdir().unwrap();
     let s = stick.path();
+    // The plan names both keyrings' files and the package from the cache, and writes nothing.
+    let plan = prepare(&n, root.path(), host.path(), s, &["--no-previous", "-n"])
+        .success()
+        .stdout();
+    for want in [
+        format!(
+            "copy      rtool/gnupg/pubring.gpg from {}",
+            home.join("pubring.gpg").display()
+        ),
+        format!(
+            "copy      rtool/gnupg/trustdb.gpg from {}",
+            home.join("trustdb.gpg").display()
+        ),
+        format!("copy      rtool/cache/{DKMS} (installed"),
+    ] {
+        assert!(plan.contains(&want), "{want}\n{plan}");
+    }
+    assert!(!s.join("rtool").exists(), "-n wrote to the stick");
     prepare(&n, root.path(), host.path(), s, &["--no-previous"])
         .success()
         .stdout_has("keyring  rtool/gnupg: ")
