@@ -39,8 +39,8 @@ pub fn command() -> Command {
             .help("Archive base URL; repeat to try several in order [default: https://archive.archlinux.org]"))
         .arg(Arg::new("ca_file").long("ca-file").value_name("PEM").value_parser(clap::value_parser!(PathBuf))
             .help("Trust only the certificates in PEM (e.g. a private mirror's CA) instead of the built-in roots"))
-        .arg(Arg::new("keyring").long("keyring").value_name("PATH").value_parser(clap::value_parser!(PathBuf))
-            .help("Arch keyring directory, archlinux.gpg or pacman's GnuPG directory (/etc/pacman.d/gnupg) [default: the target's, then the host's]"))
+        .arg(Arg::new("keyring").long("keyring").value_name("PATH").action(ArgAction::Append).value_parser(clap::value_parser!(PathBuf))
+            .help("Arch keyring directory, archlinux.gpg or pacman's GnuPG directory (/etc/pacman.d/gnupg); repeat for several, the first holding the signer's key decides [default: the target's, then the host's]"))
         .arg(Arg::new("skip_verify").long("skip-verify").action(ArgAction::SetTrue)
             .help("Do not check signatures (said loudly; not recommended)"))
         .arg(Arg::new("offline").long("offline").action(ArgAction::SetTrue)
@@ -78,7 +78,8 @@ struct Fetcher<'a> {
     client: Option<Client>,
     mirrors: Vec<String>,
     out: PathBuf,
-    keyring: Option<Keyring>,
+    /// The keyrings, in order (none with --skip-verify).
+    keyring: Option<Vec<Keyring>>,
     offline: bool,
 }
 
@@ -157,7 +158,8 @@ fn fetch_pkg(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         ctx.warn("--skip-verify: signatures are NOT checked; anything the mirror sends is accepted");
         None
     } else {
-        Some(Keyring::find(&ctx.root, &ctx.host, m.get_one::<PathBuf>("keyring").map(PathBuf::as_path))?)
+        let explicit: Vec<PathBuf> = m.get_many::<PathBuf>("keyring").into_iter().flatten().cloned().collect();
+        Some(Keyring::find_all(&ctx.root, &ctx.host, &explicit)?)
     };
     if !ctx.dry_run {
         std::fs::create_dir_all(&out).map_err(|e| Error::path(e, &out))?;
@@ -390,7 +392,8 @@ impl Fetcher<'_> {
             // One read gives the checksum and the signature's verdict.
             let (sum, signature) = match &self.keyring {
                 Some(k) => {
-                    let checked = sig::check_file(k, &dest, &sig).map_err(|e| e.context(c.file.clone()))?;
+                    let keys: Vec<&Keyring> = k.iter().collect();
+                    let (_, checked) = sig::check_file_any(&keys, &dest, &sig).map_err(|e| e.context(c.file.clone()))?;
                     (checked.sha256, Some(checked.signature))
                 }
                 None => (sha256_file(&dest)?, None),
@@ -417,7 +420,9 @@ impl Fetcher<'_> {
                     .map_err(|e| if e.kind() == Kind::Invalid { no_signature(e, c) } else { e })?
                     .ok_or_else(|| Error::new(Kind::Verify, format!("{}: no signature on the mirror ({} is missing)", c.file, c.sig_url()))
                         .hint("refusing an unsigned package; --skip-verify accepts it anyway"))?;
-                let pending = sig::accept(k, &bytes)
+                let keys: Vec<&Keyring> = k.iter().collect();
+                let pending = sig::accept_any(&keys, &bytes)
+                    .map(|(_, p)| p)
                     .map_err(|e| if e.kind() == Kind::Invalid { no_signature(e, c) } else { e.context(c.file.clone()) })?;
                 sys::write_atomic(&sig, &bytes, 0o644)?;
                 Some(pending)

@@ -105,9 +105,12 @@ Exit status: 0 everything verified; 5 a checksum or signature failed (the file i
   rtool stick check --json /run/media/usb | jq '.findings[] | select(.status == \"FAIL\")'
 
 From the stick, with no network (S is where it is mounted):
-  $S/rtool/bin/rtool fetch-pkg --offline -o $S/rtool/cache --keyring $S/rtool/keyring linux=VERSION
-  $S/rtool/bin/rtool install --root /mnt --offline -o $S/rtool/cache --keyring $S/rtool/keyring linux=VERSION
-  $S/rtool/bin/rtool install --root /mnt --offline -o $S/rtool/cache --keyring $S/rtool/gnupg zfs-dkms=VERSION
+  cd $S/rtool
+  bin/rtool fetch-pkg --offline -o cache --keyring keyring linux=VERSION
+  bin/rtool install --root /mnt --offline -o cache --keyring keyring \\
+      linux=VERSION linux-headers=VERSION
+  bin/rtool install --root /mnt --offline -o cache --keyring keyring \\
+      --keyring gnupg zfs-dkms=VERSION   # archzfs: the target's pacman keyring
 
 Exit status: 0 done (check: everything verified); 1 check found a problem (no kernel on the
 stick); 5 a signature or checksum failed; 4 the stick is full or refused a write (no half

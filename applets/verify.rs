@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use clap::{Arg, ArgMatches, Command};
+use clap::{Arg, ArgAction, ArgMatches, Command};
 use rtool::json::Json;
 use rtool::sig::{self, Keyring, Verified};
 use rtool::{ctx, exit, Ctx, Error, Kind, Result};
@@ -31,12 +31,14 @@ pub fn command() -> Command {
             Arg::new("keyring")
                 .long("keyring")
                 .value_name("PATH")
+                .action(ArgAction::Append)
                 .value_parser(clap::value_parser!(PathBuf))
                 .help(
                     "The keyring: a directory with archlinux.gpg, archlinux-trusted and \
                      archlinux-revoked, or the .gpg file with STEM-trusted/-revoked beside it, \
                      or pacman's GnuPG directory (/etc/pacman.d/gnupg: keys added with \
-                     pacman-key --lsign-key are trusted too)",
+                     pacman-key --lsign-key are trusted too). Repeat it to use several, in \
+                     order: the first that holds the signer's key decides",
                 ),
         )
         .arg(ctx::arg_root())
@@ -61,18 +63,21 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         .flatten()
         .cloned()
         .collect();
-    let explicit = m.get_one::<PathBuf>("keyring").map(PathBuf::as_path);
-    let keyring = Keyring::find(&ctx.root, &ctx.host, explicit)?;
-    ctx.debug(format!(
-        "keyring {}: {} keys, {} main keys{}",
-        keyring.source().display(),
-        keyring.key_count(),
-        keyring.main_key_count(),
-        match keyring.skipped() {
-            0 => String::new(),
-            n => format!(", {n} unreadable skipped"),
-        }
-    ));
+    let explicit: Vec<PathBuf> = m.get_many::<PathBuf>("keyring").into_iter().flatten().cloned().collect();
+    let keyrings = Keyring::find_all(&ctx.root, &ctx.host, &explicit)?;
+    let keys: Vec<&Keyring> = keyrings.iter().collect();
+    for keyring in &keyrings {
+        ctx.debug(format!(
+            "keyring {}: {} keys, {} main keys{}",
+            keyring.source().display(),
+            keyring.key_count(),
+            keyring.main_key_count(),
+            match keyring.skipped() {
+                0 => String::new(),
+                n => format!(", {n} unreadable skipped"),
+            }
+        ));
+    }
 
     let mut out = ctx.out();
     let mut docs = Vec::new();
@@ -88,7 +93,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
                 },
             ))
         } else {
-            sig::verify_file(&keyring, pkg, &sig_path)
+            sig::verify_file_any(&keys, pkg, &sig_path)
         };
         if let Err(e) = &result {
             code = worse(code, e);
@@ -108,7 +113,8 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     }
     if ctx.json {
         let doc = Json::obj()
-            .with("keyring", keyring.source().display().to_string())
+            .with("keyring", keys[0].source().display().to_string())
+            .with("keyrings", Json::Arr(keys.iter().map(|k| Json::from(k.source().display().to_string())).collect()))
             .with("ok", code == exit::OK)
             .with("packages", Json::Arr(docs));
         writeln!(out, "{doc:#}")?;

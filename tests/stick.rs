@@ -673,6 +673,40 @@ fn archzfs_packages_go_on_the_stick_with_the_targets_pacman_keyring() {
     ])
     .success()
     .stdout_has("already here");
+    // RESCUE.txt's way: both keyrings, Arch's first, in one command for both ZFS packages.
+    let utils = s.join("rtool/cache/zfs-utils-2:2.1.9-1-x86_64.pkg.tar.zst");
+    offline(&[
+        bin.as_os_str(),
+        "verify".as_ref(),
+        "--keyring".as_ref(),
+        arch.as_os_str(),
+        "--keyring".as_ref(),
+        pacman.as_os_str(),
+        utils.as_os_str(),
+        pkg.as_os_str(),
+    ])
+    .success()
+    .stdout_has("good signature by Test Packager")
+    .stdout_has("good signature by ArchZFS Bot");
+    offline(&[
+        bin.as_os_str(),
+        "install".as_ref(),
+        "--root".as_ref(),
+        root.path().as_os_str(),
+        "--offline".as_ref(),
+        "-o".as_ref(),
+        s.join("rtool/cache").as_os_str(),
+        "--keyring".as_ref(),
+        arch.as_os_str(),
+        "--keyring".as_ref(),
+        pacman.as_os_str(),
+        "-n".as_ref(),
+        "zfs-utils=2:2.1.9-1".as_ref(),
+        "zfs-dkms=2.1.9-1".as_ref(),
+    ])
+    .success()
+    .stdout_has("would install zfs-dkms 2.1.9-1 -> 2.1.9-1 (reinstalled)")
+    .stdout_has("would install zfs-utils 2:2.1.9-1 -> 2:2.1.9-1 (reinstalled)");
     let report = offline(&[
         bin.as_os_str(),
         "stick".as_ref(),
@@ -705,6 +739,15 @@ fn archzfs_packages_go_on_the_stick_with_the_targets_pacman_keyring() {
         .run()
         .success()
         .stdout_has("Untrusted Packager");
+    // Arch's keyring first, as RESCUE.txt orders them: it holds the key, so it decides.
+    rtool(["verify", "--keyring"])
+        .arg(archive().join("keyring"))
+        .arg("--keyring")
+        .arg(&home)
+        .arg(&badsig)
+        .run()
+        .status(5)
+        .stderr_has("Untrusted Packager");
     let refused = tempfile::tempdir().unwrap();
     prepare(
         &n,

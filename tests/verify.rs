@@ -184,6 +184,11 @@ fn json_reports_every_package() {
         .json();
     assert_eq!(v["ok"], false, "{v}");
     assert_eq!(v["keyring"], keyring().display().to_string(), "{v}");
+    assert_eq!(
+        v["keyrings"],
+        serde_json::json!([keyring().display().to_string()]),
+        "{v}"
+    );
     let g = &v["packages"][0];
     assert_eq!(g["package"], good.display().to_string());
     assert_eq!(g["signature"], format!("{}.sig", good.display()));

@@ -280,6 +280,19 @@ impl Keyring {
         ))
     }
 
+    /// The keyrings a `--keyring` given `explicit.len()` times names, in order; with none,
+    /// the one [`Keyring::find`] finds. Verifying against several, the first that holds the
+    /// signer's key decides ([`super::accept_any`]).
+    pub fn find_all(root: &Path, host: &Path, explicit: &[PathBuf]) -> Result<Vec<Keyring>> {
+        if explicit.is_empty() {
+            return Ok(vec![Keyring::find(root, host, None)?]);
+        }
+        explicit
+            .iter()
+            .map(|p| Keyring::find(root, host, Some(p)))
+            .collect()
+    }
+
     /// Where the keyring was loaded from, for messages.
     pub fn source(&self) -> &Path {
         &self.source

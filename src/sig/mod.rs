@@ -79,6 +79,11 @@ pub fn check_file(keyring: &Keyring, file: &Path, sig_file: &Path) -> Result<Che
     check_file_any(&[keyring], file, sig_file).map(|(_, c)| c)
 }
 
+/// As [`verify_file`], with the keyrings tried as [`accept_any`] does.
+pub fn verify_file_any(keyrings: &[&Keyring], file: &Path, sig_file: &Path) -> Result<Verified> {
+    check_file_any(keyrings, file, sig_file)?.1.signature
+}
+
 /// Streams `data` and checks the detached signature `sig` (binary or armoured) against the
 /// keyring with Arch's trust model.
 pub fn verify_reader(keyring: &Keyring, data: &mut dyn Read, sig: &[u8]) -> Result<Verified> {

@@ -293,24 +293,28 @@ pub fn render(i: &Input) -> String {
         .collect();
     if !zfs_on_stick.is_empty() {
         t.push_str("    ZFS packages from the stick the same way:\n");
-        // One command per keyring: archzfs's packages verify only through pacman's.
-        for (keyring, pacman) in [("$S/rtool/keyring", false), ("$S/rtool/gnupg", true)] {
-            let these: Vec<String> = zfs_on_stick
+        // archzfs's packages verify only through the target's pacman keyring, asked after
+        // Arch's (the first keyring that holds a signer's key decides).
+        let mut args = vec![
+            "--root /mnt".to_string(),
+            "--offline".into(),
+            "-o $S/rtool/cache".into(),
+            "--keyring $S/rtool/keyring".into(),
+        ];
+        if zfs_on_stick.iter().any(|z| z.pacman_keyring) {
+            args.push("--keyring $S/rtool/gnupg".into());
+        }
+        args.extend(
+            zfs_on_stick
                 .iter()
-                .filter(|z| z.pacman_keyring == pacman)
-                .map(|z| format!("{}={}", ascii(&z.name), ascii(&z.version)))
-                .collect();
-            if these.is_empty() {
-                continue;
-            }
-            let mut args = vec![
-                "--root /mnt".to_string(),
-                "--offline".into(),
-                "-o $S/rtool/cache".into(),
-                format!("--keyring {keyring}"),
-            ];
-            args.extend(these);
-            t.push_str(&command("      ", "rtool install", &args));
+                .map(|z| format!("{}={}", ascii(&z.name), ascii(&z.version))),
+        );
+        t.push_str(&command("      ", "rtool install", &args));
+        if zfs_on_stick.iter().any(|z| z.name.starts_with("zfs-linux")) {
+            t.push_str(
+                "    zfs-linux is built for one kernel version: name it in the same\n\
+                 \x20   `rtool install` as that kernel (add the --keyring lines too).\n",
+            );
         }
     }
     if f.zfs.iter().any(|z| z.name == "zfs-dkms") {
@@ -429,13 +433,34 @@ mod tests {
         ] {
             assert!(t.contains(want), "{want}\n{t}");
         }
-        // zfs-utils (Arch's keyring) and zfs-dkms (pacman's) in separate commands.
+        // zfs-utils (Arch's keyring) and zfs-dkms (pacman's) in one command, both keyrings
+        // in order before them.
+        let arch = t.rfind("--keyring $S/rtool/keyring").unwrap_or_default();
         let gnupg = t.find("--keyring $S/rtool/gnupg").unwrap_or_default();
         let utils = t.find("zfs-utils=2:2.1.9-1").unwrap_or_default();
         let dkms = t.find("zfs-dkms=2.1.9-1").unwrap_or_default();
-        assert!(utils < gnupg && gnupg < dkms, "{t}");
+        assert!(arch < gnupg && gnupg < utils && utils < dkms, "{t}");
+        assert_eq!(t.matches("--keyring $S/rtool/gnupg").count(), 1, "{t}");
         let only_arch = input_text(&f, &pkgs[..4], true);
         assert!(!only_arch.contains("rtool/gnupg"), "{only_arch}");
+    }
+
+    #[test]
+    fn zfs_linux_is_named_with_its_kernel() {
+        let pkgs = [OnStick {
+            name: "zfs-linux".into(),
+            version: "2.1.9_6.2.10.arch1.1-1".into(),
+            pacman_keyring: true,
+        }];
+        let t = input_text(&Facts::default(), &pkgs, true);
+        assert!(
+            t.contains("zfs-linux is built for one kernel version"),
+            "{t}"
+        );
+        assert!(t.contains("--keyring $S/rtool/gnupg"), "{t}");
+        for l in t.lines() {
+            assert!(l.len() <= 80 && l.is_ascii(), "{l:?}");
+        }
     }
 
     #[test]
