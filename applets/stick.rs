@@ -201,6 +201,7 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
 
     // What the stick is for: read everything before anything is written.
     let facts = facts::read(&ctx.root, &ctx.host)?;
+    let conf = rtool::pkg::db::Conf::read(&ctx.root)?;
     let source = Keyring::find(&ctx.root, &ctx.host, m.get_one::<PathBuf>("keyring").map(PathBuf::as_path))?;
     if source.is_gnupg() {
         return Err(Error::usage(format!(
@@ -209,7 +210,7 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         ))
         .hint(format!(
             "pass Arch's keyring (/usr/share/pacman/keyrings) to --keyring; the target's pacman keyring ({}) goes on the stick by itself",
-            conf_gpgdir(&ctx.root).display()
+            conf.gpgdir.display()
         )));
     }
     let key_files = stick::keyring::files(source.source());
@@ -219,7 +220,6 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         .map(|b| stick::keyring::provenance(b, &key_files.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>()))
         .transpose()?
         .unwrap_or(Provenance::Unrecorded);
-    let conf = rtool::pkg::db::Conf::read(&ctx.root)?;
     // pacman's own keyring on the target: what trusts a third-party repository's key (archzfs).
     let gpgdir = ctx::below(&ctx.root, &conf.gpgdir);
     let mut prep = Prep {
@@ -278,7 +278,7 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
                 }
             }
             Err(e) if !w.required => {
-                ctx.warn(format!("{} ({}): left out: {e}", spec_text(&w.spec), w.why));
+                ctx.warn(format!("{} ({}): left out: {e}", w.spec, w.why));
                 if w.spec.name.starts_with("zfs-") {
                     ctx.warn(format!(
                         "{}: archzfs's packages are not on the Arch Linux Archive: `pacman -Sw {}` on the target puts them in its cache (with their .sig), and a new `rtool stick prepare` copies them",
@@ -352,14 +352,8 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     let mut sums = Sums::new();
 
     // The binary, then its links.
-    let dest = prep.lay.at(stick::EXE);
-    let mine = stick::sha256_file(&exe)?;
-    let word = if dest.is_file() && stick::sha256_file(&dest)? == mine {
-        "already on the stick"
-    } else {
-        stick::copy_atomic(&exe, &dest, 0o755)?;
-        "copied"
-    };
+    let (mine, copied) = stick::ensure_copy(&exe, &prep.lay.at(stick::EXE), 0o755)?;
+    let word = if copied { "copied" } else { "already on the stick" };
     sums.insert(stick::EXE.into(), mine);
     writeln!(out, "binary   {}: {word} ({}, from {})", stick::EXE, human(exe_size), exe.display())?;
     let links = link_applets(&prep.lay)?;
@@ -380,12 +374,8 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     // The keyring, copied, then loaded from the stick: what verifies the packages is the copy.
     for (from, n) in &key_files {
         let rel = format!("{}/{n}", stick::KEYRING);
-        let to = prep.lay.at(&rel);
-        let want = stick::sha256_file(from)?;
-        if !(to.is_file() && stick::sha256_file(&to)? == want) {
-            stick::copy_atomic(from, &to, 0o644)?;
-        }
-        sums.insert(rel, want);
+        let (sha, _) = stick::ensure_copy(from, &prep.lay.at(&rel), 0o644)?;
+        sums.insert(rel, sha);
     }
     let keyring = Keyring::load(&prep.lay.at(stick::KEYRING)).map_err(|e| e.context("the stick's keyring"))?;
     let prov = match &provenance {
@@ -495,11 +485,6 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// The target's pacman keyring directory, as the target's pacman.conf names it.
-fn conf_gpgdir(root: &Path) -> PathBuf {
-    rtool::pkg::db::Conf::read(root).map(|c| c.gpgdir).unwrap_or_else(|_| PathBuf::from("/etc/pacman.d/gnupg"))
-}
-
 /// `-n`: what would be copied and downloaded, with sizes.
 fn plan(ctx: &Ctx, exe: &Path, exe_size: u64, copies: &[(PathBuf, String)], items: &[Item]) -> Result<u8> {
     let mut out = ctx.out();
@@ -525,14 +510,6 @@ fn plan(ctx: &Ctx, exe: &Path, exe_size: u64, copies: &[(PathBuf, String)], item
     writeln!(out, "  write     {}, {}, {}, {}", stick::MAN, stick::TARGET, stick::RESCUE, stick::SUMS)?;
     writeln!(out, "about {} to write", human(total))?;
     Ok(exit::OK)
-}
-
-fn spec_text(s: &Spec) -> String {
-    match (&s.op, &s.version) {
-        (Some(Op::Eq), Some(v)) => format!("{}={v}", s.name),
-        (Some(_), Some(v)) => format!("{} ({v})", s.name),
-        _ => s.name.clone(),
-    }
 }
 
 /// The package files (not signatures, not temporary files) in the stick's cache.
@@ -567,7 +544,7 @@ fn link_applets(lay: &Layout) -> Result<Option<usize>> {
     let names: Vec<&str> = super::APPLETS
         .iter()
         .map(|a| a.name)
-        .filter(|n| !["chroot", "modprobe", "rmmod"].contains(n))
+        .filter(|n| !rtool::applet::SHADOWING.contains(n))
         .collect();
     let done = install::link_all(&lay.at(stick::EXE), &bin, &names, true, false)?;
     Ok(Some(done.created + done.present + done.replaced))
@@ -634,8 +611,11 @@ impl Prep<'_> {
                     && spec.matches(&p.version())
                     && matches!(p.arch.as_str(), "x86_64" | "any")
                     && dir.join(format!("{f}.sig")).is_file();
+                if !ok {
+                    return None;
+                }
                 let size = e.metadata().ok()?.len();
-                ok.then(|| (p.version(), f, size))
+                Some((p.version(), f, size))
             })
             .collect();
         found.sort_by(|a, b| rtool::pkg::vercmp::vercmp(&b.0, &a.0).then_with(|| b.1.ends_with(".zst").cmp(&a.1.ends_with(".zst"))));
@@ -667,7 +647,7 @@ impl Prep<'_> {
         let cands = self.listing(&w.spec.name)?;
         let Some(c) = ala::choose(cands, &w.spec) else {
             let have: Vec<&str> = cands.iter().map(|c| c.version.as_str()).take(5).collect();
-            let e = Error::missing(format!("no {} on the archive", spec_text(&w.spec)));
+            let e = Error::missing(format!("no {} on the archive", w.spec));
             return Err(if have.is_empty() { e } else { e.hint(format!("available: {}", have.join(", "))) });
         };
         let c = c.clone();
@@ -688,17 +668,17 @@ impl Prep<'_> {
         let rel = format!("{}/{}", stick::CACHE, it.file);
         let dest = self.lay.at(&rel);
         let sig_dest = self.lay.at(format!("{rel}.sig"));
-        let (how, sha, keyring) = match &it.source {
+        let (how, sha, sig_sha, keyring) = match &it.source {
             Source::Stick => {
                 let (i, c) = sig::check_file_any(keys, &dest, &sig_dest)?;
                 let v = c.signature.map_err(|e| {
                     e.hint(format!("remove {} and its .sig, then prepare again", dest.display()))
                 })?;
-                (format!("already on the stick, signed by {}", who(&v, i)), c.sha256, i)
+                (format!("already on the stick, signed by {}", who(&v, i)), c.sha256, stick::sha256_file(&sig_dest)?, i)
             }
             Source::Cache(from) => {
                 let sig_from = PathBuf::from(format!("{}.sig", from.display()));
-                let bytes = read_sig(&sig_from)?;
+                let bytes = sig::read_sig(&sig_from)?;
                 let (i, pending) = sig::accept_any(keys, &bytes)?;
                 let mut digest = pending.digest();
                 stick::copy_to_temp(from, &dest, 0o644, &mut digest)?;
@@ -710,9 +690,9 @@ impl Prep<'_> {
                         return Err(e.context(from.display().to_string()));
                     }
                 };
-                stick::write_atomic(&sig_dest, &bytes, 0o644)?;
+                let sig_sha = stick::write_atomic(&sig_dest, &bytes, 0o644)?;
                 stick::commit(&dest)?;
-                (format!("copied from {}, signed by {}", from.display(), who(&v, i)), checked.sha256, i)
+                (format!("copied from {}, signed by {}", from.display(), who(&v, i)), checked.sha256, sig_sha, i)
             }
             Source::Mirror(c) => {
                 let client = &self.client;
@@ -738,12 +718,12 @@ impl Prep<'_> {
                         return Err(e);
                     }
                 };
-                stick::write_atomic(&sig_dest, &bytes, 0o644)?;
+                let sig_sha = stick::write_atomic(&sig_dest, &bytes, 0o644)?;
                 stick::commit(&dest)?;
-                (format!("downloaded, signed by {}", who(&v, i)), checked.sha256, i)
+                (format!("downloaded, signed by {}", who(&v, i)), checked.sha256, sig_sha, i)
             }
         };
-        sums.insert(format!("{rel}.sig"), stick::sha256_file(&sig_dest)?);
+        sums.insert(format!("{rel}.sig"), sig_sha);
         sums.insert(rel, sha);
         Ok((how, keyring > 0))
     }
@@ -768,23 +748,24 @@ fn who(v: &sig::Verified, keyring: usize) -> String {
 fn pacman_keyring(ctx: &Ctx, lay: &Layout, gpgdir: &Path, sums: &mut Sums, out: &mut impl Write) -> Result<Option<Keyring>> {
     let dest = lay.at(stick::GNUPG);
     let from_target = stick::GNUPG_FILES.iter().all(|f| gpgdir.join(f).is_file());
+    let mut shas = Vec::new();
     if from_target {
         std::fs::create_dir_all(&dest).map_err(|e| Error::path(e, &dest))?;
         for f in stick::GNUPG_FILES {
-            let (from, to) = (gpgdir.join(f), dest.join(f));
-            let want = stick::sha256_file(&from)?;
-            if !(to.is_file() && stick::sha256_file(&to)? == want) {
-                stick::copy_atomic(&from, &to, 0o644)?;
-            }
+            shas.push(stick::ensure_copy(&gpgdir.join(f), &dest.join(f), 0o644)?.0);
         }
-    } else if !stick::GNUPG_FILES.iter().all(|f| dest.join(f).is_file()) {
+    } else if stick::GNUPG_FILES.iter().all(|f| dest.join(f).is_file()) {
+        for f in stick::GNUPG_FILES {
+            shas.push(stick::sha256_file(&dest.join(f))?);
+        }
+    } else {
         return Ok(None);
     }
     let source = if from_target { gpgdir.to_path_buf() } else { dest.clone() };
     match Keyring::load(&dest) {
         Ok(k) => {
-            for f in stick::GNUPG_FILES {
-                sums.insert(format!("{}/{f}", stick::GNUPG), stick::sha256_file(&dest.join(f))?);
+            for (f, sha) in stick::GNUPG_FILES.iter().zip(shas) {
+                sums.insert(format!("{}/{f}", stick::GNUPG), sha);
             }
             writeln!(
                 out,
@@ -811,13 +792,6 @@ fn pacman_keyring(ctx: &Ctx, lay: &Layout, gpgdir: &Path, sums: &mut Sums, out: 
     }
 }
 
-fn read_sig(p: &Path) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(p).map_err(|e| Error::path(e, p))?;
-    if meta.len() > sig::MAX_SIG_BYTES {
-        return Err(Error::new(Kind::Verify, format!("{}: too large for a signature", p.display())));
-    }
-    std::fs::read(p).map_err(|e| Error::path(e, p))
-}
 
 // ---------------------------------------------------------------------------------------------
 // check
@@ -829,7 +803,6 @@ fn check(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     let mut findings: Vec<Finding> = Vec::new();
     let mut verify_failed = false;
 
-    // The checksums, the binary's first.
     let sums_path = lay.at(stick::SUMS);
     let sums = match std::fs::read_to_string(&sums_path) {
         Ok(t) => stick::parse_sums(&t)?,
@@ -839,11 +812,92 @@ fn check(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
                 .hint(format!("`rtool stick prepare {}` makes one", lay.dir.display())))
         }
     };
+    // The keyrings, and every package's signature against them. A package is read once: the
+    // same pass gives the signature's verdict and the SHA-256 the checksums are compared with.
+    let mut key_findings: Vec<Finding> = Vec::new();
+    let keyring = match Keyring::load(&lay.at(stick::KEYRING)) {
+        Ok(k) => {
+            key_findings.push(Finding::new("keyring", Status::Ok, format!("{}: {} keys, {} main keys", stick::KEYRING, k.key_count(), k.main_key_count())));
+            Some(k)
+        }
+        Err(e) => {
+            key_findings.push(Finding::new("keyring", Status::Fail, format!("{}: {e}", stick::KEYRING)).next("prepare the stick again"));
+            None
+        }
+    };
+    // The target's pacman keyring, when the stick carries one: for archzfs's packages.
+    let pacman_keys = if lay.at(stick::GNUPG).is_dir() {
+        match Keyring::load(&lay.at(stick::GNUPG)) {
+            Ok(k) => {
+                key_findings.push(Finding::new("keyring", Status::Ok, format!(
+                    "{}: the target's pacman keyring, {} keys, for packages signed outside Arch's keyring",
+                    stick::GNUPG,
+                    k.key_count()
+                )));
+                Some(k)
+            }
+            Err(e) => {
+                key_findings.push(Finding::new("keyring", Status::Fail, format!("{}: {e}", stick::GNUPG)).next("prepare the stick again"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut good: Vec<(name::PkgFileName, PathBuf)> = Vec::new();
+    let files = cache_files(&lay)?;
+    let mut sig_findings: Vec<Finding> = Vec::new();
+    let mut read: BTreeMap<String, String> = BTreeMap::new();
+    let mut sig_fail = 0;
+    let mut through_pacman = 0;
+    if let Some(k) = &keyring {
+        let keys: Vec<&Keyring> = std::iter::once(k).chain(pacman_keys.as_ref()).collect();
+        for f in &files {
+            let rel = format!("{}/{f}", stick::CACHE);
+            let r = sig::check_file_any(&keys, &lay.at(&rel), &lay.at(format!("{rel}.sig"))).and_then(|(i, c)| {
+                read.insert(rel.clone(), c.sha256);
+                c.signature.map(|_| i)
+            });
+            match r {
+                Ok(i) => {
+                    through_pacman += usize::from(i > 0);
+                    if let Ok(p) = name::parse(f) {
+                        good.push((p, lay.at(&rel)));
+                    }
+                }
+                Err(e) => {
+                    sig_fail += 1;
+                    if e.kind() == Kind::Verify {
+                        verify_failed = true;
+                    }
+                    sig_findings.push(
+                        Finding::new("signature", Status::Fail, format!("{rel}: {e}"))
+                            .next("prepare the stick again to replace it")
+                            .data("file", rel.as_str()),
+                    );
+                }
+            }
+        }
+        if sig_fail == 0 {
+            let how = if through_pacman > 0 {
+                format!("the stick's keyrings ({through_pacman} through the target's pacman keyring)")
+            } else {
+                "the stick's keyring".to_string()
+            };
+            sig_findings.push(Finding::new("signature", Status::Ok, format!("{} package(s) in {} verified against {how}", files.len(), stick::CACHE)));
+        }
+    }
+
+
+    // The checksums, the binary's first; a package's SHA-256 comes from its signature's pass.
     let mut bad: Vec<String> = Vec::new();
     let mut missing: Vec<String> = Vec::new();
     for (rel, want) in &sums {
-        let p = lay.at(rel);
-        match stick::sha256_file(&p) {
+        let got = match read.get(rel) {
+            Some(sha) => Ok(sha.clone()),
+            None => stick::sha256_file(&lay.at(rel)),
+        };
+        match got {
             Ok(got) if &got == want => {}
             Ok(_) => bad.push(rel.clone()),
             Err(_) => missing.push(rel.clone()),
@@ -885,75 +939,8 @@ fn check(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         Finding::new("binary", Status::Fail, format!("{}: damaged or missing: do not run it", stick::EXE))
     });
 
-    // The keyring, and every package's signature against it.
-    let keyring = match Keyring::load(&lay.at(stick::KEYRING)) {
-        Ok(k) => {
-            findings.push(Finding::new("keyring", Status::Ok, format!("{}: {} keys, {} main keys", stick::KEYRING, k.key_count(), k.main_key_count())));
-            Some(k)
-        }
-        Err(e) => {
-            findings.push(Finding::new("keyring", Status::Fail, format!("{}: {e}", stick::KEYRING)).next("prepare the stick again"));
-            None
-        }
-    };
-    // The target's pacman keyring, when the stick carries one: for archzfs's packages.
-    let pacman_keys = if lay.at(stick::GNUPG).is_dir() {
-        match Keyring::load(&lay.at(stick::GNUPG)) {
-            Ok(k) => {
-                findings.push(Finding::new("keyring", Status::Ok, format!(
-                    "{}: the target's pacman keyring, {} keys, for packages signed outside Arch's keyring",
-                    stick::GNUPG,
-                    k.key_count()
-                )));
-                Some(k)
-            }
-            Err(e) => {
-                findings.push(Finding::new("keyring", Status::Fail, format!("{}: {e}", stick::GNUPG)).next("prepare the stick again"));
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let mut good: Vec<(name::PkgFileName, PathBuf)> = Vec::new();
-    let files = cache_files(&lay)?;
-    let mut sig_fail = 0;
-    let mut through_pacman = 0;
-    if let Some(k) = &keyring {
-        let keys: Vec<&Keyring> = std::iter::once(k).chain(pacman_keys.as_ref()).collect();
-        for f in &files {
-            let rel = format!("{}/{f}", stick::CACHE);
-            let r = sig::check_file_any(&keys, &lay.at(&rel), &lay.at(format!("{rel}.sig")))
-                .and_then(|(i, c)| c.signature.map(|_| i));
-            match r {
-                Ok(i) => {
-                    through_pacman += usize::from(i > 0);
-                    if let Ok(p) = name::parse(f) {
-                        good.push((p, lay.at(&rel)));
-                    }
-                }
-                Err(e) => {
-                    sig_fail += 1;
-                    if e.kind() == Kind::Verify {
-                        verify_failed = true;
-                    }
-                    findings.push(
-                        Finding::new("signature", Status::Fail, format!("{rel}: {e}"))
-                            .next("prepare the stick again to replace it")
-                            .data("file", rel.as_str()),
-                    );
-                }
-            }
-        }
-        if sig_fail == 0 {
-            let how = if through_pacman > 0 {
-                format!("the stick's keyrings ({through_pacman} through the target's pacman keyring)")
-            } else {
-                "the stick's keyring".to_string()
-            };
-            findings.push(Finding::new("signature", Status::Ok, format!("{} package(s) in {} verified against {how}", files.len(), stick::CACHE)));
-        }
-    }
+    findings.extend(key_findings);
+    findings.extend(sig_findings);
 
     // What the verified packages can rescue.
     let target = std::fs::read_to_string(lay.at(stick::TARGET)).unwrap_or_default();

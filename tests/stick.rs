@@ -101,6 +101,18 @@ fn prepare(n: &Nginx, root: &Path, host: &Path, stick: &Path, args: &[&str]) -> 
     .run()
 }
 
+/// [`prepare`] onto a new, empty stick, returned with the result.
+fn prepare_fresh(
+    n: &Nginx,
+    root: &FakeRoot,
+    host: &FakeRoot,
+    args: &[&str],
+) -> (tempfile::TempDir, Done) {
+    let stick = tempfile::tempdir().unwrap();
+    let done = prepare(n, root.path(), host.path(), stick.path(), args);
+    (stick, done)
+}
+
 /// Package and signature downloads in the access log (listings left out).
 fn downloads(n: &Nginx) -> usize {
     n.access_log()
@@ -145,6 +157,23 @@ fn rescue_text(stick: &Path, wants: &[&str]) {
     for want in wants {
         assert!(rescue.contains(want), "{want}\n{rescue}");
     }
+}
+
+/// Runs `script` in a private mount namespace (so it may mount a small tmpfs on the stick)
+/// with `$STICK`, the archive's `$URL` and `$CA`, the target `$ROOT` and the host root set.
+fn in_stick_ns(n: &Nginx, root: &FakeRoot, host: &FakeRoot, stick: &Path, script: &str) -> Done {
+    let url = n.url();
+    in_mount_ns(
+        script,
+        &[
+            ("STICK", stick.as_os_str()),
+            ("URL", url.as_ref()),
+            ("CA", tls().ca.as_os_str()),
+            ("ROOT", root.path().as_os_str()),
+            ("RTOOL_HOST_ROOT", host.path().as_os_str()),
+        ],
+    )
+    .success()
 }
 
 /// Runs `args` with no network at all (a new, empty network namespace).
@@ -452,18 +481,7 @@ fn a_stick_too_small_stops_with_an_error_and_no_half_file() {
         echo "status=$?"
         find "$STICK" -mindepth 1 | sed 's/^/left: /'
     "#;
-    let url = n.url();
-    let d = in_mount_ns(
-        script,
-        &[
-            ("STICK", stick.path().as_os_str()),
-            ("URL", url.as_ref()),
-            ("CA", tls().ca.as_os_str()),
-            ("ROOT", root.path().as_os_str()),
-            ("RTOOL_HOST_ROOT", host.path().as_os_str()),
-        ],
-    )
-    .success();
+    let d = in_stick_ns(&n, &root, &host, stick.path(), script);
     let out = d.stdout();
     assert!(out.contains("status=4"), "{out}\n{}", d.stderr());
     assert!(!out.contains("left: "), "{out}");
@@ -493,18 +511,7 @@ fn a_stick_that_fills_up_mid_copy_keeps_the_old_file_and_no_half_one() {
         find "$STICK" -name '*.rtool-part' | sed 's/^/half: /'
         cmp -s "$STICK/rtool/bin/rtool" <(head -c "$size" /dev/zero) && echo "old binary intact"
     "#;
-    let url = n.url();
-    let d = in_mount_ns(
-        script,
-        &[
-            ("STICK", stick.path().as_os_str()),
-            ("URL", url.as_ref()),
-            ("CA", tls().ca.as_os_str()),
-            ("ROOT", root.path().as_os_str()),
-            ("RTOOL_HOST_ROOT", host.path().as_os_str()),
-        ],
-    )
-    .success();
+    let d = in_stick_ns(&n, &root, &host, stick.path(), script);
     let (out, err) = (d.stdout(), d.stderr());
     assert!(out.contains("status=4"), "{out}\n{err}");
     assert!(!out.contains("half: "), "{out}");
@@ -528,16 +535,8 @@ fn the_targets_pacman_cache_is_used_and_a_bad_copy_there_is_passed_over() {
         cached.with_file_name(format!("{LINUX}.sig")),
     )
     .unwrap();
-    let stick = tempfile::tempdir().unwrap();
-    prepare(
-        &n,
-        root.path(),
-        host.path(),
-        stick.path(),
-        &["--no-previous"],
-    )
-    .success()
-    .stdout_has(&format!(
+    let (stick, done) = prepare_fresh(&n, &root, &host, &["--no-previous"]);
+    done.success().stdout_has(&format!(
         "linux 6.2.10.arch1-1 (installed): copied from {}",
         cached.display()
     ));
@@ -552,17 +551,10 @@ fn the_targets_pacman_cache_is_used_and_a_bad_copy_there_is_passed_over() {
     let mut bytes = fs::read(&cached).unwrap();
     bytes[100] ^= 0x40;
     fs::write(&cached, &bytes).unwrap();
-    let other = tempfile::tempdir().unwrap();
-    prepare(
-        &n,
-        root.path(),
-        host.path(),
-        other.path(),
-        &["--no-previous"],
-    )
-    .success()
-    .stderr_has(&format!("{}: bad signature", cached.display()))
-    .stdout_has("linux 6.2.10.arch1-1 (installed): downloaded");
+    let (other, done) = prepare_fresh(&n, &root, &host, &["--no-previous"]);
+    done.success()
+        .stderr_has(&format!("{}: bad signature", cached.display()))
+        .stdout_has("linux 6.2.10.arch1-1 (installed): downloaded");
     assert_eq!(fs::read(&cached).unwrap(), bytes);
     assert_eq!(
         fs::read(other.path().join("rtool/cache").join(LINUX)).unwrap(),
@@ -748,32 +740,18 @@ fn archzfs_packages_go_on_the_stick_with_the_targets_pacman_keyring() {
         .run()
         .status(5)
         .stderr_has("Untrusted Packager");
-    let refused = tempfile::tempdir().unwrap();
-    prepare(
-        &n,
-        root.path(),
-        host.path(),
-        refused.path(),
-        &["--no-previous", "badsig-pkg=1.0-1"],
-    )
-    .status(5)
-    .stderr_has("Untrusted Packager")
-    .stderr_has("certification");
+    let (_refused, done) = prepare_fresh(&n, &root, &host, &["--no-previous", "badsig-pkg=1.0-1"]);
+    done.status(5)
+        .stderr_has("Untrusted Packager")
+        .stderr_has("certification");
 
     // The target stops trusting the key (disabled, as --populate does for revoked keys): a
     // new stick leaves the package out and says why and what to do.
     disable(&home, &archzfs.fingerprint);
-    let other = tempfile::tempdir().unwrap();
-    prepare(
-        &n,
-        root.path(),
-        host.path(),
-        other.path(),
-        &["--no-previous"],
-    )
-    .success()
-    .stderr_has(&format!("{DKMS}: left out"))
-    .stderr_has("disabled");
+    let (other, done) = prepare_fresh(&n, &root, &host, &["--no-previous"]);
+    done.success()
+        .stderr_has(&format!("{DKMS}: left out"))
+        .stderr_has("disabled");
     assert!(!other.path().join("rtool/cache").join(DKMS).exists());
     rtool(["stick", "check"])
         .arg(other.path())

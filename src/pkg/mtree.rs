@@ -173,6 +173,21 @@ fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(b)
 }
 
+/// What a gzipped `.MTREE` may inflate to: a hostile one is cut there (and then fails to parse).
+const MAX_TEXT: u64 = 256 << 20;
+
+/// Parses a gzipped `.MTREE` (a package's, or the local database's `mtree`); every gzip member
+/// is read, as pacman's libarchive does.
+pub fn parse_gz(gz: &[u8]) -> Result<Vec<Entry>> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    flate2::read::MultiGzDecoder::new(gz)
+        .take(MAX_TEXT)
+        .read_to_end(&mut text)
+        .map_err(|e| Error::invalid("not valid gzip").with_source(e))?;
+    parse(&text)
+}
+
 /// Parses the text of a `.MTREE` into its entries, in file order.
 pub fn parse(text: &[u8]) -> Result<Vec<Entry>> {
     if !text.starts_with(b"#mtree") {

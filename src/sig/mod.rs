@@ -215,7 +215,9 @@ fn verify_error(message: String) -> Error {
     Error::new(Kind::Verify, message)
 }
 
-fn read_sig(path: &Path) -> Result<Vec<u8>> {
+/// A detached signature file, read up to [`MAX_SIG_BYTES`]; a missing one is `Missing` with
+/// the hint to download it, a larger one `Invalid`.
+pub fn read_sig(path: &Path) -> Result<Vec<u8>> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {

@@ -3,7 +3,6 @@
 //! MD5 (`archlinux-keyring.md5sums`). A keyring that differs from its package's record is
 //! damaged or tampered with, and is never copied.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Kind, Result};
@@ -81,11 +80,7 @@ fn from_pacman(base: &Path, files: &[PathBuf], rel: &[PathBuf]) -> Result<Option
     let Ok(raw) = std::fs::read(&path) else {
         return Ok(None);
     };
-    let mut text = Vec::new();
-    flate2::read::GzDecoder::new(&raw[..])
-        .read_to_end(&mut text)
-        .map_err(|e| Error::invalid(format!("{}: not gzip", path.display())).with_source(e))?;
-    let entries = mtree::parse(&text).map_err(|e| e.context(path.display().to_string()))?;
+    let entries = mtree::parse_gz(&raw).map_err(|e| e.context(path.display().to_string()))?;
     let who = format!("{} {}", pkg.name, pkg.version);
     for (f, r) in files.iter().zip(rel) {
         let Some(want) = entries

@@ -179,6 +179,22 @@ pub fn copy_atomic(from: &Path, to: &Path, mode: u32) -> Result<String> {
     Ok(crate::hash::hex(&sha2::Digest::finalize(h)))
 }
 
+/// Puts a copy of `from` at `to` unless the same bytes are already there; the SHA-256 of the
+/// file now at `to`, and whether it was copied. A file of another size is not read at all.
+pub fn ensure_copy(from: &Path, to: &Path, mode: u32) -> Result<(String, bool)> {
+    let same_size = match (std::fs::metadata(from), std::fs::metadata(to)) {
+        (Ok(a), Ok(b)) => b.is_file() && a.len() == b.len(),
+        _ => false,
+    };
+    if same_size {
+        let want = sha256_file(from)?;
+        if sha256_file(to)? == want {
+            return Ok((want, false));
+        }
+    }
+    Ok((copy_atomic(from, to, mode)?, true))
+}
+
 /// Writes `data` to `to` atomically (temporary file, sync, rename); its SHA-256 in hex.
 pub fn write_atomic(to: &Path, data: &[u8], mode: u32) -> Result<String> {
     let tmp = temp_name(to);

@@ -217,14 +217,7 @@ pub fn load(src: Source) -> Result<Target> {
         ))));
     }
     let entries = match &mtree_raw {
-        Some(gz) => {
-            let mut text = Vec::new();
-            flate2::read::GzDecoder::new(&gz[..])
-                .take(256 << 20)
-                .read_to_end(&mut text)
-                .map_err(|e| ctx(Error::invalid(".MTREE is not gzip").with_source(e)))?;
-            mtree::parse(&text).map_err(|e| ctx(e.context(".MTREE")))?
-        }
+        Some(gz) => mtree::parse_gz(gz).map_err(|e| ctx(e.context(".MTREE")))?,
         None => scan_entries(&file)?,
     };
     let files = local::file_list(&entries);
