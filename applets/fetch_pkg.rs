@@ -39,8 +39,7 @@ pub fn command() -> Command {
             .help("Archive base URL; repeat to try several in order [default: https://archive.archlinux.org]"))
         .arg(Arg::new("ca_file").long("ca-file").value_name("PEM").value_parser(clap::value_parser!(PathBuf))
             .help("Trust only the certificates in PEM (e.g. a private mirror's CA) instead of the built-in roots"))
-        .arg(Arg::new("keyring").long("keyring").value_name("PATH").action(ArgAction::Append).value_parser(clap::value_parser!(PathBuf))
-            .help("Arch keyring directory, archlinux.gpg or pacman's GnuPG directory (/etc/pacman.d/gnupg); repeat for several, the first holding the signer's key decides [default: the target's, then the host's]"))
+        .arg(ctx::arg_keyring())
         .arg(Arg::new("skip_verify").long("skip-verify").action(ArgAction::SetTrue)
             .help("Do not check signatures (said loudly; not recommended)"))
         .arg(Arg::new("offline").long("offline").action(ArgAction::SetTrue)
@@ -79,20 +78,19 @@ struct Fetcher<'a> {
     mirrors: Vec<String>,
     out: PathBuf,
     /// The keyrings, in order (none with --skip-verify).
-    keyring: Option<Vec<Keyring>>,
+    keys: Option<Vec<&'a Keyring>>,
     offline: bool,
 }
 
-/// The next steps when the mirror's name does not resolve: the network, or no network at all.
-const UNRESOLVED_HINT: &str = "is the network up? `rtool doctor` shows the links and their addresses; \
-    an Intel X520 refusing a third-party SFP+ comes up with `rtool sfp-unlock`; without a network, \
-    `--offline -o DIR` uses packages already on disk (a USB stick, the pacman cache); \
-    or name another `--mirror URL`";
+/// What fetch-pkg adds to the shared hint when the mirror's name does not resolve: the ways on
+/// without a network.
+const OFFLINE_HINT: &str = "without a network, `--offline -o DIR` uses packages already on disk \
+    (a USB stick, the pacman cache); or name another `--mirror URL`";
 
 pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     fetch_pkg(ctx, m).map_err(|e| {
         if e.cause::<http::Unresolved>().is_some() {
-            e.hint(UNRESOLVED_HINT)
+            e.hint(format!("{}; {OFFLINE_HINT}", http::UNRESOLVED_HINT))
         } else {
             e
         }
@@ -131,7 +129,7 @@ fn fetch_pkg(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
                 }
             },
         };
-        let f = Fetcher { ctx, client, mirrors, out, keyring: None, offline };
+        let f = Fetcher { ctx, client, mirrors, out, keys: None, offline };
         return f.list(name, &caches);
     }
 
@@ -158,13 +156,13 @@ fn fetch_pkg(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         ctx.warn("--skip-verify: signatures are NOT checked; anything the mirror sends is accepted");
         None
     } else {
-        let explicit: Vec<PathBuf> = m.get_many::<PathBuf>("keyring").into_iter().flatten().cloned().collect();
-        Some(Keyring::find_all(&ctx.root, &ctx.host, &explicit)?)
+        Some(Keyring::find_all(&ctx.root, &ctx.host, &ctx::paths(m, "keyring"))?)
     };
     if !ctx.dry_run {
         std::fs::create_dir_all(&out).map_err(|e| Error::path(e, &out))?;
     }
-    let f = Fetcher { ctx, client, mirrors, out, keyring, offline };
+    let keys = keyring.as_ref().map(|k| k.iter().collect());
+    let f = Fetcher { ctx, client, mirrors, out, keys, offline };
     let date = m.get_one::<String>("date").cloned();
     if ctx.dry_run && !offline {
         return f.plan(&wanted, date.as_deref());
@@ -243,6 +241,7 @@ impl Fetcher<'_> {
             let arr: Vec<Json> = cands
                 .iter()
                 .map(|c| {
+                    let size = c.size.as_deref().and_then(listing::size_bytes);
                     Json::obj()
                         .with("name", &c.name)
                         .with("version", &c.version)
@@ -251,8 +250,8 @@ impl Fetcher<'_> {
                         .with("date", c.date.clone())
                         // Bytes as a number; nginx's listing rounds them (`131M`): `size_exact`
                         // says which, `size_listed` is the text as listed.
-                        .with("size", c.size.as_deref().and_then(listing::size_bytes).map(|(n, _)| n))
-                        .with("size_exact", c.size.as_deref().and_then(listing::size_bytes).map(|(_, e)| e))
+                        .with("size", size.map(|(n, _)| n))
+                        .with("size_exact", size.map(|(_, e)| e))
                         .with("size_listed", c.size.clone())
                         .with("signed", c.has_sig)
                         .with("installed", is_installed(c))
@@ -390,10 +389,9 @@ impl Fetcher<'_> {
         }
         if already {
             // One read gives the checksum and the signature's verdict.
-            let (sum, signature) = match &self.keyring {
-                Some(k) => {
-                    let keys: Vec<&Keyring> = k.iter().collect();
-                    let (_, checked) = sig::check_file_any(&keys, &dest, &sig).map_err(|e| e.context(c.file.clone()))?;
+            let (sum, signature) = match &self.keys {
+                Some(keys) => {
+                    let (_, checked) = sig::check_file_any(keys, &dest, &sig).map_err(|e| e.context(c.file.clone()))?;
                     (checked.sha256, Some(checked.signature))
                 }
                 None => (sha256_file(&dest)?, None),
@@ -412,16 +410,15 @@ impl Fetcher<'_> {
         }
         // The signature first: small, and without it the package is useless. It is parsed and
         // its signer judged before a byte of the package is asked for.
-        let pending = match &self.keyring {
-            Some(k) => {
+        let pending = match &self.keys {
+            Some(keys) => {
                 let bytes = self
                     .client()?
                     .get_small(&c.sig_url(), sig::MAX_SIG_BYTES)
                     .map_err(|e| if e.kind() == Kind::Invalid { no_signature(e, c) } else { e })?
                     .ok_or_else(|| Error::new(Kind::Verify, format!("{}: no signature on the mirror ({} is missing)", c.file, c.sig_url()))
                         .hint("refusing an unsigned package; --skip-verify accepts it anyway"))?;
-                let keys: Vec<&Keyring> = k.iter().collect();
-                let pending = sig::accept_any(&keys, &bytes)
+                let pending = sig::accept_any(keys, &bytes)
                     .map(|(_, p)| p)
                     .map_err(|e| if e.kind() == Kind::Invalid { no_signature(e, c) } else { e.context(c.file.clone()) })?;
                 sys::write_atomic(&sig, &bytes, 0o644)?;

@@ -37,8 +37,7 @@ pub fn command() -> Command {
         .arg(ctx::arg_dry_run())
         .arg(Arg::new("skip_verify").long("skip-verify").action(ArgAction::SetTrue)
             .help("Install package files without a signature (said loudly; not recommended)"))
-        .arg(Arg::new("keyring").long("keyring").value_name("PATH").action(ArgAction::Append).value_parser(clap::value_parser!(PathBuf))
-            .help("Arch keyring directory, archlinux.gpg or pacman's GnuPG directory (/etc/pacman.d/gnupg); repeat for several, the first holding the signer's key decides [default: the target's, then the host's]"))
+        .arg(ctx::arg_keyring())
         .arg(Arg::new("nodeps").long("nodeps").action(ArgAction::SetTrue)
             .help("Skip the dependency check (said loudly)"))
         .arg(Arg::new("overwrite").long("overwrite").value_name("GLOB").action(ArgAction::Append)
@@ -132,8 +131,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         let sig_file = PathBuf::from(format!("{}.sig", file.display()));
         let validation = if sig_file.is_file() && !skip_verify {
             if keyring.is_none() {
-                let explicit: Vec<PathBuf> = m.get_many::<PathBuf>("keyring").into_iter().flatten().cloned().collect();
-                keyring = Some(Keyring::find_all(&ctx.root, &ctx.host, &explicit)?);
+                keyring = Some(Keyring::find_all(&ctx.root, &ctx.host, &ctx::paths(m, "keyring"))?);
             }
             let keys: Vec<&Keyring> = keyring.iter().flatten().collect();
             let v = sig::verify_file_any(&keys, &file, &sig_file).map_err(|e| e.context(file.display().to_string()))?;
@@ -228,7 +226,7 @@ fn fetch(ctx: &Ctx, m: &ArgMatches, paths: &Paths, specs: &[OsString]) -> Result
     if let Some(d) = m.get_one::<String>("date") {
         cmd.arg("--date").arg(d);
     }
-    for k in m.get_many::<PathBuf>("keyring").into_iter().flatten() {
+    for k in ctx::paths(m, "keyring") {
         cmd.arg("--keyring").arg(k);
     }
     if let Some(k) = m.get_one::<PathBuf>("ca_file") {

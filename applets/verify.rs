@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use clap::{Arg, ArgAction, ArgMatches, Command};
+use clap::{Arg, ArgMatches, Command};
 use rtool::json::Json;
 use rtool::sig::{self, Keyring, Verified};
 use rtool::{ctx, exit, Ctx, Error, Kind, Result};
@@ -27,20 +27,7 @@ pub fn command() -> Command {
                 .num_args(1..)
                 .value_parser(clap::value_parser!(PathBuf)),
         )
-        .arg(
-            Arg::new("keyring")
-                .long("keyring")
-                .value_name("PATH")
-                .action(ArgAction::Append)
-                .value_parser(clap::value_parser!(PathBuf))
-                .help(
-                    "The keyring: a directory with archlinux.gpg, archlinux-trusted and \
-                     archlinux-revoked, or the .gpg file with STEM-trusted/-revoked beside it, \
-                     or pacman's GnuPG directory (/etc/pacman.d/gnupg: keys added with \
-                     pacman-key --lsign-key are trusted too). Repeat it to use several, in \
-                     order: the first that holds the signer's key decides",
-                ),
-        )
+        .arg(ctx::arg_keyring())
         .arg(ctx::arg_root())
         .arg(ctx::arg_json())
         .after_help(
@@ -63,8 +50,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         .flatten()
         .cloned()
         .collect();
-    let explicit: Vec<PathBuf> = m.get_many::<PathBuf>("keyring").into_iter().flatten().cloned().collect();
-    let keyrings = Keyring::find_all(&ctx.root, &ctx.host, &explicit)?;
+    let keyrings = Keyring::find_all(&ctx.root, &ctx.host, &ctx::paths(m, "keyring"))?;
     let keys: Vec<&Keyring> = keyrings.iter().collect();
     for keyring in &keyrings {
         ctx.debug(format!(

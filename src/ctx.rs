@@ -44,6 +44,32 @@ pub fn arg_root() -> Arg {
         .help("Work on the system mounted at DIR instead of / (e.g. /mnt)")
 }
 
+/// `--keyring PATH`, repeatable, for applets that verify package signatures
+/// (`sig::Keyring::find_all` takes what [`paths`] gives).
+pub fn arg_keyring() -> Arg {
+    Arg::new("keyring")
+        .long("keyring")
+        .value_name("PATH")
+        .action(ArgAction::Append)
+        .value_parser(clap::value_parser!(PathBuf))
+        .help(
+            "The keyring: a directory with archlinux.gpg, archlinux-trusted and \
+             archlinux-revoked, or the .gpg file with STEM-trusted/-revoked beside it, or \
+             pacman's GnuPG directory (/etc/pacman.d/gnupg: keys locally signed with \
+             pacman-key are trusted too). Repeat it for several, in order: the first that \
+             holds the signer's key decides [default: the target's, then the host's]",
+        )
+}
+
+/// Every value of the path option `id` (none when it was not given).
+pub fn paths(m: &ArgMatches, id: &str) -> Vec<PathBuf> {
+    m.get_many::<PathBuf>(id)
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+}
+
 /// `--dry-run`, for applets that change things.
 pub fn arg_dry_run() -> Arg {
     Arg::new("dry_run")

@@ -16,23 +16,12 @@ pub struct Item {
 /// A listed size in bytes, and whether it is exact: `566` is, `131M` (nginx's
 /// `autoindex_exact_size off`, what the Archive serves) is rounded to whole KiB, MiB or GiB.
 pub fn size_bytes(listed: &str) -> Option<(u64, bool)> {
-    let (digits, unit) = match listed.char_indices().last()? {
-        (i, c) if c.is_ascii_alphabetic() => (&listed[..i], c.to_ascii_uppercase()),
-        _ => (listed, 'B'),
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    // nginx writes a whole number and at most a unit letter: no fractions, no blanks.
+    if !listed.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return None;
     }
-    let n: u64 = digits.parse().ok()?;
-    let shift = match unit {
-        'B' => return Some((n, true)),
-        'K' => 10,
-        'M' => 20,
-        'G' => 30,
-        'T' => 40,
-        _ => return None,
-    };
-    Some((n.checked_mul(1u64 << shift)?, false))
+    let exact = listed.bytes().all(|b| b.is_ascii_digit());
+    crate::units::parse_size(listed).map(|n| (n, exact))
 }
 
 /// Every entry of an autoindex page, `../` excluded. Hrefs that do not decode to a plain name

@@ -194,17 +194,19 @@ impl Keyring {
             disabled,
         );
         let now = super::now();
+        // The keys that may vouch once valid, each located and its self-signatures checked
+        // once; the rounds below only count certifications.
+        let mut pending: Vec<(String, AnchorInfo, trust::KeyState)> = vouching
+            .iter()
+            .filter_map(|(fpr, level)| {
+                anchor_of(&k.certs, fpr, *level).map(|(a, state)| (fpr.clone(), a, state))
+            })
+            .collect();
         // Each round makes valid the keys certified by the ones valid so far; GnuPG's
         // default max-cert-depth bounds the chain.
         for _ in 0..MAX_CERT_DEPTH {
             let mut added = Vec::new();
-            for (fpr, level) in &vouching {
-                if k.anchors.contains_key(fpr) || k.revoked.contains(fpr) {
-                    continue;
-                }
-                let Some((anchor, state)) = anchor_of(&k.certs, fpr, *level) else {
-                    continue;
-                };
+            pending.retain(|(fpr, anchor, state)| {
                 let i = anchor.cert;
                 let cert = &k.certs[i];
                 let valid = cert
@@ -218,9 +220,10 @@ impl Keyring {
                         trust::count_certifiers(&facts, &k.anchors, now).valid()
                     });
                 if valid {
-                    added.push((fpr.clone(), anchor));
+                    added.push((fpr.clone(), anchor.clone()));
                 }
-            }
+                !valid
+            });
             if added.is_empty() {
                 break;
             }
@@ -424,7 +427,6 @@ impl std::fmt::Debug for Keyring {
     }
 }
 
-/// Uppercase hex, the way Arch's lists and pacman's messages write fingerprints.
 /// The key `fpr` (uppercase hex) as an anchor with ownertrust `level`, with its state: `None`
 /// when the keyring lacks it, it is revoked, or no self-signature binds it.
 fn anchor_of(
@@ -448,6 +450,7 @@ fn anchor_of(
     Some((anchor, state))
 }
 
+/// Uppercase hex, the way Arch's lists and pacman's messages write fingerprints.
 pub(crate) fn hex_upper(f: &Fingerprint) -> String {
     f.to_string().to_uppercase()
 }

@@ -66,11 +66,6 @@ pub struct Checked {
     pub signature: Result<Verified>,
 }
 
-/// Checks the detached signature `sig_file` (binary or armoured) over `file`.
-pub fn verify_file(keyring: &Keyring, file: &Path, sig_file: &Path) -> Result<Verified> {
-    check_file(keyring, file, sig_file)?.signature
-}
-
 /// Checks the detached signature `sig_file` over `file` and gives the file's SHA-256 from the
 /// same read. A signature that is missing, malformed or not accepted by the trust model, or a
 /// file that cannot be read, is an error; a signature that does not hold over the bytes is
@@ -79,7 +74,8 @@ pub fn check_file(keyring: &Keyring, file: &Path, sig_file: &Path) -> Result<Che
     check_file_any(&[keyring], file, sig_file).map(|(_, c)| c)
 }
 
-/// As [`verify_file`], with the keyrings tried as [`accept_any`] does.
+/// Checks the detached signature `sig_file` (binary or armoured) over `file`, the keyrings
+/// tried as [`accept_any`] does.
 pub fn verify_file_any(keyrings: &[&Keyring], file: &Path, sig_file: &Path) -> Result<Verified> {
     check_file_any(keyrings, file, sig_file)?.1.signature
 }
