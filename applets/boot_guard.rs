@@ -50,7 +50,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         Some(d) => d.clone(),
         None => ctx.root_path("/boot"),
     };
-    if !m.get_flag("status") && !ctx.dry_run {
+    if !m.get_flag("status") {
         let shown = std::path::absolute(&dir).unwrap_or_else(|_| dir.clone());
         ctx.require_root(&format!("it changes the directory under {} and its immutable flag", shown.display()))?;
     }
@@ -68,6 +68,11 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     let under = match &mounted {
         None => dir.clone(),
         Some(_) => {
+            // Even to look (--status, -n): the bind needs a mount namespace of its own.
+            ctx.require_root_always(&format!(
+                "a filesystem is mounted on {}, and the directory under it is reached through a private bind mount",
+                dir.display()
+            ))?;
             let parent = dir.parent().unwrap_or(Path::new("/"));
             let holder = mountinfo::containing(&mounts, parent)
                 .ok_or_else(|| Error::system(format!("no filesystem holds {}", parent.display())))?;

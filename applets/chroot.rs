@@ -136,9 +136,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         .get_many::<OsString>("cmd")
         .map(|v| v.cloned().collect())
         .unwrap_or_default();
-    if !ctx.dry_run {
-        ctx.require_root("it mounts filesystems")?;
-    }
+    ctx.require_root("it mounts filesystems")?;
     if !dir.is_dir() {
         return Err(Error::usage(format!(
             "cannot create a chroot on {}: not a directory",

@@ -41,7 +41,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         Some(p) => std::path::absolute(p).map_err(|e| Error::path(e, p))?,
         None => ctx.host_path("/run/archiso/cowspace"),
     };
-    if m.contains_id("size") && !ctx.dry_run {
+    if m.contains_id("size") {
         ctx.require_root(&format!("it remounts {} with a new size", path.display()))?;
     }
     check_tmpfs(ctx, &path)?;

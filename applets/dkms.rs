@@ -92,9 +92,7 @@ fn root_of(ctx: &Ctx, a: &ArgMatches) -> Result<PathBuf> {
 
 fn build_cmd(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
     let root = root_of(ctx, a)?;
-    if !ctx.dry_run {
-        ctx.require_root(&format!("it installs modules in {}", rtool::ctx::below(&root, std::path::Path::new("/usr/lib/modules")).display()))?;
-    }
+    ctx.require_root(&format!("it installs modules in {}", rtool::ctx::below(&root, std::path::Path::new("/usr/lib/modules")).display()))?;
     let spec = a.get_one::<String>("source").cloned().unwrap_or_default();
     let dir = build::locate(&root, &spec)?;
     let kernels: Vec<String> = match a.get_many::<String>("kernel") {

@@ -150,9 +150,7 @@ fn states(ctx: &Ctx, root: &Root) -> Result<Vec<(PathBuf, &'static str, &'static
 }
 
 fn install_hooks(ctx: &Ctx) -> Result<u8> {
-    if !ctx.dry_run {
-        ctx.require_root(&format!("it writes pacman hooks and {}", ctx.root_path(BIN).display()))?;
-    }
+    ctx.require_root(&format!("it writes pacman hooks and {}", ctx.root_path(BIN).display()))?;
     if !ctx.root_path("/etc/pacman.conf").is_file() {
         return Err(Error::missing(format!("{}: no /etc/pacman.conf there: not a system pacman manages", ctx.root.display()))
             .hint("give the installed system's root: `rtool hook install --root /mnt`"));
@@ -192,9 +190,7 @@ fn install_hooks(ctx: &Ctx) -> Result<u8> {
 }
 
 fn remove_hooks(ctx: &Ctx) -> Result<u8> {
-    if !ctx.dry_run {
-        ctx.require_root(&format!("it removes the pacman hooks it wrote below {}", ctx.root.display()))?;
-    }
+    ctx.require_root(&format!("it removes the pacman hooks it wrote below {}", ctx.root.display()))?;
     let mut root = Root::open(&ctx.root)?;
     let mut out = ctx.out();
     for (rel, _, _, s) in states(ctx, &root)? {

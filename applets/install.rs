@@ -104,9 +104,7 @@ impl Events for Shown<'_> {
 }
 
 pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
-    if !ctx.dry_run {
-        ctx.require_root("it sets owners and runs scriptlets chrooted into the system; -n shows the plan")?;
-    }
+    ctx.require_root("it sets owners and runs scriptlets chrooted into the system; -n shows the plan")?;
     let paths = Paths::new(&ctx.root)?;
     if !ctx.root.join("usr").is_dir() || !ctx.root.join("etc").is_dir() {
         return Err(Error::missing(format!(

@@ -49,13 +49,11 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     if m.get_flag("list") {
         return list(ctx);
     }
-    if !ctx.dry_run {
-        ctx.require_root(&format!(
-            "it writes to {} and {}",
-            ctx.root_path("/boot").display(),
-            store(ctx).display()
-        ))?;
-    }
+    ctx.require_root(&format!(
+        "it writes to {} and {}",
+        ctx.root_path("/boot").display(),
+        store(ctx).display()
+    ))?;
     if m.get_flag("restore") {
         return restore(ctx);
     }

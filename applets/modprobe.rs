@@ -47,7 +47,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     let module = m.get_one::<String>("module").cloned().unwrap_or_default();
     let params: Vec<String> = m.get_many::<String>("params").map(|v| v.cloned().collect()).unwrap_or_default();
     let dry_run = ctx.dry_run || m.get_flag("show_depends");
-    if !dry_run {
+    if !m.get_flag("show_depends") {
         ctx.require_root("it loads kernel modules")?;
     }
     let loader = Loader::new(&ctx.root, &ctx.host)?;

@@ -83,9 +83,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
 }
 
 fn add(ctx: &Ctx, user: &str, a: &ArgMatches) -> Result<u8> {
-    if !ctx.dry_run {
-        ctx.require_root(&format!("it writes the authorized_keys of {user} below {}", ctx.root.display()))?;
-    }
+    ctx.require_root(&format!("it writes the authorized_keys of {user} below {}", ctx.root.display()))?;
     let sources = a
         .get_many::<OsString>("sources")
         .unwrap_or_default()
@@ -267,9 +265,7 @@ fn root_arg(ctx: &Ctx) -> String {
 }
 
 fn remove(ctx: &Ctx, user: &str, a: &ArgMatches) -> Result<u8> {
-    if !ctx.dry_run {
-        ctx.require_root(&format!("it writes the authorized_keys of {user} below {}", ctx.root.display()))?;
-    }
+    ctx.require_root(&format!("it writes the authorized_keys of {user} below {}", ctx.root.display()))?;
     let mut wanted = Vec::new();
     for f in a.get_many::<String>("fingerprints").unwrap_or_default() {
         let b64 = f.strip_prefix("SHA256:").unwrap_or(f);

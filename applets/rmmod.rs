@@ -27,9 +27,7 @@ Exit status: 0 unloaded; 4 in use or refused; 7 not loaded, or not root.",
 }
 
 pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
-    if !ctx.dry_run {
-        ctx.require_root("it unloads kernel modules")?;
-    }
+    ctx.require_root("it unloads kernel modules")?;
     let sys_module = ctx.host_path("/sys/module");
     let mut out = ctx.out();
     for name in m.get_many::<String>("modules").into_iter().flatten() {

@@ -59,9 +59,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         ))
         .hint("use a module from the card's qualified list, or a firmware/tool from the vendor that lifts the restriction; reloading the driver cannot change it"));
     }
-    if !ctx.dry_run {
-        ctx.require_root("it unloads and loads the driver again")?;
-    }
+    ctx.require_root("it unloads and loads the driver again")?;
     let sys_module = ctx.host_path("/sys/module");
     if modload::state(&sys_module, &driver) == State::BuiltIn {
         return Err(built_in(&driver));

@@ -195,9 +195,19 @@ impl Ctx {
 
     /// Stops an applet that needs root before it has done anything, with the message every
     /// such applet gives: `rtool APPLET must be run as root (WHY)`, and the hint to run the
-    /// same command line as root. `why` says what needs it, with absolute paths.
+    /// same command line as root. `why` says what needs it, with absolute paths. A dry run
+    /// (`-n`) changes nothing and needs no root; [`Ctx::require_root_always`] is for what
+    /// needs root even to look.
     pub fn require_root(&self, why: &str) -> Result<()> {
-        if nix::unistd::geteuid().is_root() {
+        if self.dry_run {
+            return Ok(());
+        }
+        self.require_root_always(why)
+    }
+
+    /// [`Ctx::require_root`], dry run or not.
+    pub fn require_root_always(&self, why: &str) -> Result<()> {
+        if crate::sys::is_root() {
             return Ok(());
         }
         Err(

@@ -85,12 +85,23 @@ fn guards_the_directory_under_a_mounted_boot() {
     let d = with_root(
         "ext4",
         "mount -t tmpfs realboot \"$R/boot\"\n\
+         chmod 755 \"$OUT\"\n\
+         try user_status setpriv --reuid 65534 --regid 65534 --clear-groups \
+           \"$RTOOL\" boot-guard --status --root \"$R\"\n\
          try guard \"$RTOOL\" boot-guard --root \"$R\"\n\
          try status \"$RTOOL\" boot-guard --status --root \"$R\"\n\
          try mounted_write touch \"$R/boot/vmlinuz-linux\"\n\
          umount \"$R/boot\"\n\
          try under_write touch \"$R/boot/vmlinuz-linux\"\n\
          try undo \"$RTOOL\" boot-guard --undo --root \"$R\"\n",
+    );
+    // Looking under a mounted /boot takes a private bind mount: root even for --status, said
+    // as every root check says it.
+    let (out, err, code) = read(&d, "user_status");
+    assert_eq!(code, 7, "{out}{err}");
+    assert!(
+        err.contains("boot-guard must be run as root") && err.contains("private bind mount"),
+        "{err}"
     );
     let (out, err, code) = read(&d, "guard");
     assert_eq!(code, 0, "{err}");
