@@ -191,14 +191,15 @@ fn uses_zfs(ctx: &Ctx, mounts: &[mountinfo::Mount], root: &Path) -> bool {
 /// zfs DKMS source found on the live system or the installed one, both as commands to paste.
 fn zfs_build_steps(ctx: &Ctx, kver: Option<&str>) -> String {
     let source = [ctx.host_path("/usr/src"), ctx.root_path("/usr/src")].into_iter().find_map(|d| {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(&d)
+        let v: Vec<PathBuf> = std::fs::read_dir(&d)
             .ok()?
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("zfs-")) && p.join("dkms.conf").is_file())
             .collect();
-        v.sort();
-        v.pop()
+        // The newest by version: zfs-2.1.10 before zfs-2.1.9.
+        let version = |p: &PathBuf| p.file_name().map(|n| n.to_string_lossy().trim_start_matches("zfs-").to_string()).unwrap_or_default();
+        v.into_iter().max_by(|a, b| rtool::pkg::vercmp::vercmp(&version(a), &version(b)))
     });
     let k = kver.map(|k| format!(" -k {k}")).unwrap_or_default();
     let build = match source {

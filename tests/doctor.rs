@@ -88,6 +88,25 @@ fn doctor_in_ns(setup: &str, host: &Path, root: Option<&Path>, path: &Path) -> (
     (text.to_string(), doc)
 }
 
+/// With several zfs DKMS sources on the live system, the build hint names the newest by
+/// version (zfs-2.1.10, not zfs-2.1.9 as text order would have it).
+#[test]
+fn the_zfs_build_hint_names_the_newest_source() {
+    let kver = "6.2.8-arch1-1";
+    let h = fake_host(kver, 3_000_000, "21 1 0:20 / / rw - ext4 /dev/sda1 rw\n");
+    for v in ["2.1.9", "2.1.10", "2.0.7"] {
+        h.write(&format!("/usr/src/zfs-{v}/dkms.conf"), "PACKAGE_NAME=zfs\n");
+    }
+    let (text, _) = doctor_in_ns("true", h.path(), None, Stubs::new().path());
+    assert!(
+        text.contains(&format!(
+            "`rtool dkms build {} -k {kver}`",
+            h.at("/usr/src/zfs-2.1.10").display()
+        )),
+        "{text}"
+    );
+}
+
 #[test]
 fn archiso_live_system_with_small_cowspace_and_no_zfs() {
     let kver = "6.2.8-arch1-1";
