@@ -321,10 +321,11 @@ fn applets_that_need_root_say_so_first_and_change_nothing() {
         assert_eq!(listing(h.path()), before_h, "{args:?} changed the host");
     }
     // What only reads, or only plans, needs no root.
-    for args in [
-        vec!["kernel-keep", "--list", "--root", &root],
-        vec!["kernel-keep", "-n", "--root", &root],
-        vec!["hook", "status", "--root", &root],
+    for (args, code) in [
+        (vec!["kernel-keep", "--list", "--root", &root], 0),
+        (vec!["kernel-keep", "-n", "--root", &root], 0),
+        // 1: the hooks are not installed on this root, which is what it reports.
+        (vec!["hook", "status", "--root", &root], 1),
     ] {
         let out = Cmd::new("setpriv")
             .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
@@ -337,6 +338,9 @@ fn applets_that_need_root_say_so_first_and_change_nothing() {
             "{args:?}:\n{}",
             out.stderr()
         );
+        // It did its work: its own status, and a report or plan on stdout.
+        assert_eq!(out.code(), code, "{args:?}:\n{}", out.stderr());
+        assert_ne!(out.stdout(), "", "{args:?}");
     }
     assert_eq!(listing(r.path()), before_r);
 }

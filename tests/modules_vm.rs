@@ -29,7 +29,8 @@ case_ show-depends rtool modprobe --show-depends ixgbe
 case_ sfp sh -c 'rtool sfp-unlock --wait 1 && grep -oE "^(ixgbe|dca|mdio|libphy|mdio_devres|xfrm_algo) " /proc/modules | sort | tr "\n" " "'
 case_ sfp-again rtool sfp-unlock --wait 1
 case_ sfp-persist sh -c 'mkdir -p /target/etc /target/usr/lib/modprobe.d && ln -s /usr/lib/modprobe.d /target/etc/modprobe.d && rtool sfp-unlock --wait 1 --persist --root /target && cat /target/usr/lib/modprobe.d/ixgbe-sfp.conf && rtool sfp-unlock --wait 1 --persist --root /target && { [ -e /usr/lib/modprobe.d/ixgbe-sfp.conf ] && echo LEAKED || echo "live system untouched"; }'
-case_ sfp-dry sh -c 'rtool sfp-unlock -n && grep -c "^ixgbe " /proc/modules'
+# ixgbe prints its banner on every load: the count before and after the dry run.
+case_ sfp-dry sh -c 'b=$(dmesg | grep -c "10 Gigabit PCI Express Network Driver"); rtool sfp-unlock -n && echo "banners $b $(dmesg | grep -c "10 Gigabit PCI Express Network Driver")" && grep -c "^ixgbe " /proc/modules'
 case_ sfp-json sh -c 'rtool sfp-unlock --wait 1 --json 2>/dev/null'
 case_ sfp-i40e rtool sfp-unlock i40e
 printf 'options ixgbe allow_unsupported_sfp=abc\n' > /etc/modprobe.d/broken.conf
@@ -300,6 +301,17 @@ fn sfp_unlock_dry_run_on_a_loaded_driver_changes_nothing() {
     );
     assert!(c.out.contains("would load ixgbe"), "{c:?}");
     assert_eq!(c.out.lines().last(), Some("1"), "still loaded: {c:?}");
+    // Not reloaded either: a reload prints ixgbe's banner again (it was loaded before).
+    let banners: Vec<u32> = c
+        .out
+        .lines()
+        .find_map(|l| l.strip_prefix("banners "))
+        .map(|l| l.split(' ').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default();
+    assert!(
+        banners.len() == 2 && banners[0] >= 1 && banners[0] == banners[1],
+        "{c:?}"
+    );
 }
 
 #[test]

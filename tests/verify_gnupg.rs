@@ -131,6 +131,7 @@ fn pacman_key_home_trusts_what_pacman_trusts() {
     fs::write(kbx.join("trustdb.gpg"), &tdb).unwrap();
     fs::write(kbx.join("pubring.kbx"), b"\0\0\0\x20\x01\x01").unwrap();
     verify(&kbx, &pkg)
+        .status(7)
         .stderr_has("keybox")
         .stderr_has("--export");
 }
