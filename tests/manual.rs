@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{bin, rtool};
@@ -13,6 +13,16 @@ fn scratch() -> tempfile::TempDir {
         .prefix("manual-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .expect("tempdir")
+}
+
+/// `rtool --generate WHAT` written to `FILE` in a new scratch directory: the directory, the
+/// file and the text.
+fn generated(what: &str, file: &str) -> (tempfile::TempDir, PathBuf, String) {
+    let d = scratch();
+    let path = d.path().join(file);
+    let text = rtool(["--generate", what]).run().success().stdout();
+    std::fs::write(&path, &text).expect("write the generated file");
+    (d, path, text)
 }
 
 /// The applet names, as `rtool --list` prints them.
@@ -53,10 +63,7 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
 
 #[test]
 fn the_man_page_renders_without_warnings_and_holds_every_applet_and_option() {
-    let d = scratch();
-    let page = d.path().join("rtool.1");
-    let text = rtool(["--generate", "man"]).run().success().stdout();
-    std::fs::write(&page, &text).expect("write page");
+    let (_d, page, text) = generated("man", "rtool.1");
     assert!(text.starts_with(".TH RTOOL 1 "), "{}", &text[..80]);
 
     // groff itself is the judge of the roff: every warning class on, no output.
@@ -116,13 +123,7 @@ fn the_man_page_renders_without_warnings_and_holds_every_applet_and_option() {
 
 #[test]
 fn bash_completes_applets_and_their_options() {
-    let d = scratch();
-    let script = d.path().join("rtool.bash");
-    std::fs::write(
-        &script,
-        rtool(["--generate", "bash"]).run().success().stdout(),
-    )
-    .expect("w");
+    let (_d, script, _) = generated("bash", "rtool.bash");
     let complete = |words: &[&str]| -> String {
         let words_q = words
             .iter()
@@ -179,12 +180,7 @@ fn bash_completes_applets_and_their_options() {
 /// line became is what zsh's completion system made of the script.
 #[test]
 fn zsh_completes_on_a_real_terminal() {
-    let d = scratch();
-    std::fs::write(
-        d.path().join("_rtool"),
-        rtool(["--generate", "zsh"]).run().success().stdout(),
-    )
-    .expect("w");
+    let (d, _, _) = generated("zsh", "_rtool");
     let dir = d.path().display();
     let driver = format!(
         r#"zmodload zsh/zpty
@@ -226,12 +222,7 @@ while zpty -rt z line 2>/dev/null; do print -rn -- "$line"; done
 
 #[test]
 fn zsh_registers_rtool_and_its_links_but_not_the_system_tools_names() {
-    let d = scratch();
-    std::fs::write(
-        d.path().join("_rtool"),
-        rtool(["--generate", "zsh"]).run().success().stdout(),
-    )
-    .expect("w");
+    let (d, _, _) = generated("zsh", "_rtool");
     let sh = format!(
         "fpath=({} $fpath); autoload -U compinit; compinit -u -d {}/zcompdump;          print -r -- \"$_comps[rtool] $_comps[doctor] <$_comps[chroot]>\"",
         d.path().display(),
@@ -248,13 +239,7 @@ fn zsh_registers_rtool_and_its_links_but_not_the_system_tools_names() {
 
 #[test]
 fn fish_completes_applets_and_their_options() {
-    let d = scratch();
-    let script = d.path().join("rtool.fish");
-    std::fs::write(
-        &script,
-        rtool(["--generate", "fish"]).run().success().stdout(),
-    )
-    .expect("w");
+    let (_d, script, _) = generated("fish", "rtool.fish");
     let complete = |line: &str| -> String {
         let sh = format!("source '{}'; complete -C '{line}'", script.display());
         let (code, out, err) = run(Command::new("fish").args(["--no-config", "-c", &sh]));
@@ -283,11 +268,8 @@ fn fish_completes_applets_and_their_options() {
 
 #[test]
 fn zsh_script_parses_and_names_every_applet() {
-    let text = rtool(["--generate", "zsh"]).run().success().stdout();
+    let (_d, script, text) = generated("zsh", "_rtool");
     assert!(text.starts_with("#compdef rtool"), "{}", &text[..40]);
-    let d = scratch();
-    let script = d.path().join("_rtool");
-    std::fs::write(&script, &text).expect("w");
     let (code, _, err) = run(Command::new("zsh").arg("-n").arg(&script));
     assert_eq!(code, 0, "zsh -n: {err}");
     for name in applets() {
