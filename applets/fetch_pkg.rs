@@ -188,20 +188,8 @@ impl Fetcher<'_> {
     }
 
     /// Runs `f` against each mirror in turn until one answers.
-    fn on_mirrors<T>(&self, mut f: impl FnMut(&Client, &str) -> Result<T>) -> Result<T> {
-        let client = self.client()?;
-        let mut last = None;
-        for m in &self.mirrors {
-            match f(client, m) {
-                Ok(v) => return Ok(v),
-                Err(e) if e.kind() == Kind::Network && self.mirrors.len() > 1 => {
-                    self.ctx.warn(format!("{m}: {e}; trying the next mirror"));
-                    last = Some(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| Error::usage("no mirror")))
+    fn on_mirrors<T>(&self, f: impl FnMut(&Client, &str) -> Result<T>) -> Result<T> {
+        ala::on_mirrors(self.client()?, &self.mirrors, |w| self.ctx.warn(w), f)
     }
 
     /// Every version of `pkg`, newest first, marked as downgrade marks them: `+` the version

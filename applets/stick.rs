@@ -202,6 +202,7 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     // What the stick is for: read everything before anything is written.
     let facts = facts::read(&ctx.root, &ctx.host)?;
     let conf = rtool::pkg::db::Conf::read(&ctx.root)?;
+    // Arch's keyring, loaded once, before anything is written; the stick gets the same bytes.
     let source = Keyring::find(&ctx.root, &ctx.host, m.get_one::<PathBuf>("keyring").map(PathBuf::as_path))?;
     if source.is_gnupg() {
         return Err(Error::usage(format!(
@@ -371,13 +372,13 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         )?,
     }
 
-    // The keyring, copied, then loaded from the stick: what verifies the packages is the copy.
+    // The keyring, copied: the stick holds the bytes that were loaded and verify the packages.
     for (from, n) in &key_files {
         let rel = format!("{}/{n}", stick::KEYRING);
         let (sha, _) = stick::ensure_copy(from, &prep.lay.at(&rel), 0o644)?;
         sums.insert(rel, sha);
     }
-    let keyring = Keyring::load(&prep.lay.at(stick::KEYRING)).map_err(|e| e.context("the stick's keyring"))?;
+    let keyring = source;
     let prov = match &provenance {
         Provenance::Package(p) => format!("matches {p}"),
         Provenance::Unrecorded => "no package database records it".into(),
@@ -387,7 +388,7 @@ fn prepare(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         "keyring  {}: {} keys from {} ({prov})",
         stick::KEYRING,
         keyring.key_count(),
-        source.source().display()
+        keyring.source().display()
     )?;
     let pacman_keys = pacman_keyring(ctx, &prep.lay, &gpgdir, &mut sums, &mut out)?;
     let keys: Vec<&Keyring> = std::iter::once(&keyring).chain(pacman_keys.as_ref()).collect();
@@ -568,26 +569,7 @@ impl Prep<'_> {
     /// Every archived build of `pkg`, from the first mirror that answers (fetched once).
     fn listing(&mut self, pkg: &str) -> Result<&[Candidate]> {
         if !self.listings.contains_key(pkg) {
-            let client = &self.client;
-            let mut last = None;
-            let mut found = None;
-            for m in &self.mirrors {
-                match ala::list_package(client, m, pkg) {
-                    Ok(v) => {
-                        found = Some(v);
-                        break;
-                    }
-                    Err(e) if e.kind() == Kind::Network && self.mirrors.len() > 1 => {
-                        self.ctx.warn(format!("{m}: {e}; trying the next mirror"));
-                        last = Some(e);
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            let v = match found {
-                Some(v) => v,
-                None => return Err(last.unwrap_or_else(|| Error::usage("no mirror"))),
-            };
+            let v = ala::on_mirrors(&self.client, &self.mirrors, |w| self.ctx.warn(w), |c, m| ala::list_package(c, m, pkg))?;
             self.listings.insert(pkg.to_string(), v);
         }
         Ok(self.listings.get(pkg).map(Vec::as_slice).unwrap_or_default())

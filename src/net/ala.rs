@@ -6,7 +6,7 @@
 
 use std::cmp::Ordering;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::net::http::Client;
 use crate::net::listing::{self, percent_encode};
 use crate::pkg::name;
@@ -16,6 +16,29 @@ use crate::pkg::vercmp::vercmp;
 pub use crate::pkg::syncdb::{read_db, DbEntry};
 
 pub const DEFAULT_MIRROR: &str = "https://archive.archlinux.org";
+
+/// Runs `f` against each mirror in turn until one answers. A network failure moves on to
+/// the next mirror, said through `warn`; any other error (a missing package, a bad listing)
+/// is the answer. With every mirror down, the last failure is the error.
+pub fn on_mirrors<T>(
+    client: &Client,
+    mirrors: &[String],
+    warn: impl Fn(String),
+    mut f: impl FnMut(&Client, &str) -> Result<T>,
+) -> Result<T> {
+    let mut last = None;
+    for m in mirrors {
+        match f(client, m) {
+            Ok(v) => return Ok(v),
+            Err(e) if e.kind() == Kind::Network && mirrors.len() > 1 => {
+                warn(format!("{m}: {e}; trying the next mirror"));
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::usage("no mirror")))
+}
 
 /// The `--mirror` values in order (none given: the Archive). Each must be an `https://` URL or
 /// a plain `http://` one; the second list holds a warning for each plain one, since only the

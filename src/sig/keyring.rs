@@ -80,27 +80,10 @@ impl Keyring {
     /// and locally signed with pacman-key (a third-party repository's) are trusted as pacman
     /// trusts them.
     pub fn load(path: &Path) -> Result<Keyring> {
-        if path.is_dir() && path.join(TRUSTDB).exists() {
+        if Keyring::is_gnupg_dir(path) {
             return Keyring::load_gnupg(path);
         }
-        let (gpg, trusted, revoked) = if path.is_dir() {
-            (
-                path.join("archlinux.gpg"),
-                path.join("archlinux-trusted"),
-                path.join("archlinux-revoked"),
-            )
-        } else {
-            let stem = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let dir = path.parent().unwrap_or(Path::new("."));
-            (
-                path.to_path_buf(),
-                dir.join(format!("{stem}-trusted")),
-                dir.join(format!("{stem}-revoked")),
-            )
-        };
+        let [gpg, trusted, revoked] = Keyring::files(path);
         let read = |p: &Path, what: &str| -> Result<Vec<u8>> {
             fs::read(p).map_err(|e| {
                 let err = Error::path(e, p);
@@ -235,11 +218,16 @@ impl Keyring {
         Ok(k)
     }
 
-    /// The keyring to use: `explicit` if given; else the target's
-    /// `/usr/share/pacman/keyrings/`; else the host's; else Debian's
+    /// The keyring [`Keyring::locate`] finds, loaded.
+    pub fn find(root: &Path, host: &Path, explicit: Option<&Path>) -> Result<Keyring> {
+        Keyring::load(&Keyring::locate(root, host, explicit)?)
+    }
+
+    /// Where the keyring to use is, without loading it: `explicit` if given; else the
+    /// target's `/usr/share/pacman/keyrings/`; else the host's; else Debian's
     /// `/usr/share/keyrings/archlinux.gpg` (package `archlinux-keyring`), the target's then
     /// the host's. No keyring anywhere is a `Missing` error whose hint lists the choices.
-    pub fn find(root: &Path, host: &Path, explicit: Option<&Path>) -> Result<Keyring> {
+    fn locate(root: &Path, host: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
         if let Some(p) = explicit {
             if !p.exists() {
                 return Err(Error::missing(format!(
@@ -248,7 +236,7 @@ impl Keyring {
                 ))
                 .hint("--keyring takes a directory like /usr/share/pacman/keyrings or its archlinux.gpg"));
             }
-            return Keyring::load(p);
+            return Ok(p.to_path_buf());
         }
         // (what must exist, what to load): Arch's layout in the target, then on the host,
         // then Debian's in either.
@@ -268,7 +256,7 @@ impl Keyring {
                 continue;
             }
             if probe.is_file() {
-                return Keyring::load(&load);
+                return Ok(load);
             }
             looked.push(load.display().to_string());
         }
@@ -303,7 +291,32 @@ impl Keyring {
 
     /// Whether the keyring is pacman's GnuPG directory rather than Arch's keyring files.
     pub fn is_gnupg(&self) -> bool {
-        self.source.is_dir() && self.source.join(TRUSTDB).exists()
+        Keyring::is_gnupg_dir(&self.source)
+    }
+
+    /// Whether `path` is pacman's GnuPG directory (it has a `trustdb.gpg`).
+    fn is_gnupg_dir(path: &Path) -> bool {
+        path.is_dir() && path.join(TRUSTDB).exists()
+    }
+
+    /// The three files of an Arch keyring at `path`: `archlinux.gpg`, `archlinux-trusted` and
+    /// `archlinux-revoked` in a directory, or the .gpg file itself with `STEM-trusted` and
+    /// `STEM-revoked` beside it.
+    pub fn files(path: &Path) -> [PathBuf; 3] {
+        if path.is_dir() {
+            return ["archlinux.gpg", "archlinux-trusted", "archlinux-revoked"]
+                .map(|n| path.join(n));
+        }
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dir = path.parent().unwrap_or(Path::new("."));
+        [
+            path.to_path_buf(),
+            dir.join(format!("{stem}-trusted")),
+            dir.join(format!("{stem}-revoked")),
+        ]
     }
 
     /// How many certificates the keyring holds (that parsed).

@@ -12,20 +12,10 @@ use crate::pkg::{db, mtree};
 /// `archlinux.gpg` with `archlinux-trusted` and `archlinux-revoked` beside it), each with the
 /// name it gets on the stick.
 pub fn files(source: &Path) -> Vec<(PathBuf, &'static str)> {
-    let names = super::KEYRING_FILES;
-    if source.is_dir() {
-        return names.iter().map(|n| (source.join(n), *n)).collect();
-    }
-    let dir = source.parent().unwrap_or(Path::new("."));
-    let stem = source
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    vec![
-        (source.to_path_buf(), names[0]),
-        (dir.join(format!("{stem}-trusted")), names[1]),
-        (dir.join(format!("{stem}-revoked")), names[2]),
-    ]
+    crate::sig::Keyring::files(source)
+        .into_iter()
+        .zip(super::KEYRING_FILES)
+        .collect()
 }
 
 /// What the package databases say about the keyring's files.
