@@ -251,7 +251,7 @@ fn status_cmd(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
     }
     let missing_auto = rows.iter().any(|r| r.state != State::Installed && r.autoinstall);
     let mut out = ctx.out();
-    if a.get_flag("json") {
+    if ctx.json {
         let list: Vec<Json> = rows
             .iter()
             .map(|r| {

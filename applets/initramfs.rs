@@ -155,7 +155,7 @@ fn check(ctx: &Ctx, a: &ArgMatches) -> Result<u8> {
     let found: Vec<&kernel::initramfs::ModuleFile> = wanted.iter().filter_map(|w| c.has(w, only)).collect();
     let missing: Vec<&String> = wanted.iter().filter(|w| c.has(w, only).is_none()).collect();
     let mut out = ctx.out();
-    if ctx.json || a.get_flag("json") {
+    if ctx.json {
         let j = Json::obj()
             .with("image", image(a).display().to_string())
             .with("kernels", c.releases.clone())

@@ -781,7 +781,7 @@ fn pacman_keyring(ctx: &Ctx, lay: &Layout, gpgdir: &Path, sums: &mut Sums, out: 
 
 fn check(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     let lay = stick_dir(m)?;
-    let json = m.get_flag("json");
+    let json = ctx.json;
     let mut findings: Vec<Finding> = Vec::new();
     let mut verify_failed = false;
 

@@ -179,10 +179,8 @@ fn usage_error(who: &str, help: &str, e: &clap::Error, json: bool) -> u8 {
         Some(s) => format!("did you mean {s}? ({help})"),
         None => help.to_string(),
     };
-    let mut err = io::stderr().lock();
-    let _ = writeln!(err, "{who}: error: {msg}");
-    let _ = writeln!(err, "{who}: hint: {hint}");
-    drop(err);
+    // Said as every error is, its hint wrapped like every other.
+    print_error(who, &Error::usage(msg.clone()).hint(hint.clone()));
     if json {
         print_json_error(who, &msg, Some(&hint), exit::USAGE);
     }

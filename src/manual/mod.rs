@@ -37,8 +37,7 @@ impl Output {
             _ => Err(Error::usage(format!(
                 "--generate: unknown output '{s}' (one of: {})",
                 Output::NAMES.join(", ")
-            ))
-            .hint("rtool --generate man > rtool.1")),
+            ))),
         }
     }
 }
