@@ -289,15 +289,7 @@ fn network_finding(ctx: &Ctx) -> Option<Finding> {
             },
             if addrs.is_empty() { String::new() } else { format!(", {}", addrs.join(" ")) }
         ));
-        list.push(
-            Json::obj()
-                .with("name", &i.name)
-                .with("driver", i.driver.clone())
-                .with("state", &i.operstate)
-                .with("carrier", i.carrier)
-                .with("mac", i.mac.clone())
-                .with("addresses", addrs),
-        );
+        list.push(i.to_json());
     }
     Some(f.data("interfaces", Json::Arr(list)))
 }

@@ -41,18 +41,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
         }
         if ctx.dry_run {
             // What the kernel would refuse is known now: the holders and the use count.
-            let (holders, refcnt, ifaces) = modload::users(&ctx.host, &name);
-            let mut why = Vec::new();
-            if !holders.is_empty() {
-                why.push(format!("held by the modules {}", holders.join(", ")));
-            }
-            if !ifaces.is_empty() {
-                why.push(format!("driving {}", ifaces.join(", ")));
-            }
-            match refcnt {
-                Some(n) if n > 0 && holders.is_empty() => why.push(format!("use count {n}")),
-                _ => {}
-            }
+            let why = modload::in_use_reasons(&ctx.host, &name);
             if why.is_empty() {
                 writeln!(out, "would unload {name}")?;
             } else {

@@ -301,18 +301,7 @@ pub fn run(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
 }
 
 fn interfaces_json(ifs: &[Interface]) -> Json {
-    Json::Arr(
-        ifs.iter()
-            .map(|i| {
-                Json::obj()
-                    .with("name", &i.name)
-                    .with("driver", i.driver.clone())
-                    .with("operstate", &i.operstate)
-                    .with("carrier", i.carrier)
-                    .with("mac", i.mac.clone())
-            })
-            .collect(),
-    )
+    Json::Arr(ifs.iter().map(Interface::to_json).collect())
 }
 
 fn built_in(driver: &str) -> Error {

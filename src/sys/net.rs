@@ -17,6 +17,20 @@ pub struct Interface {
     pub addresses: Vec<IpAddr>,
 }
 
+impl Interface {
+    /// As reports give it: name, driver, state, carrier, MAC, addresses.
+    pub fn to_json(&self) -> crate::json::Json {
+        let addrs: Vec<String> = self.addresses.iter().map(|a| a.to_string()).collect();
+        crate::json::Json::obj()
+            .with("name", &self.name)
+            .with("driver", self.driver.clone())
+            .with("state", &self.operstate)
+            .with("carrier", self.carrier)
+            .with("mac", self.mac.clone())
+            .with("addresses", addrs)
+    }
+}
+
 /// The interfaces in `sys_class_net` (normally `/sys/class/net`), sorted by name, with the
 /// addresses the running kernel has for interfaces of those names (getifaddrs).
 pub fn interfaces(sys_class_net: &Path) -> Vec<Interface> {

@@ -356,9 +356,14 @@ pub fn interfaces_of(host: &Path, name: &str) -> Vec<String> {
     out
 }
 
-/// The error for a module in use, naming its users.
-pub fn in_use(host: &Path, name: &str) -> Error {
+/// What keeps the loaded module `name` in use: the modules holding it, the interfaces it
+/// drives, and its use count when nothing else explains it. Empty when it could be unloaded.
+pub fn in_use_reasons(host: &Path, name: &str) -> Vec<String> {
     let (holders, refcnt, ifaces) = users(host, name);
+    reasons(&holders, refcnt, &ifaces)
+}
+
+fn reasons(holders: &[String], refcnt: Option<u64>, ifaces: &[String]) -> Vec<String> {
     let mut why = Vec::new();
     if !holders.is_empty() {
         why.push(format!("held by the modules {}", holders.join(", ")));
@@ -366,9 +371,17 @@ pub fn in_use(host: &Path, name: &str) -> Error {
     if !ifaces.is_empty() {
         why.push(format!("driving the interfaces {}", ifaces.join(", ")));
     }
-    if let Some(n) = refcnt {
-        why.push(format!("use count {n}"));
+    match refcnt {
+        Some(n) if n > 0 && holders.is_empty() => why.push(format!("use count {n}")),
+        _ => {}
     }
+    why
+}
+
+/// The error for a module in use, naming its users.
+pub fn in_use(host: &Path, name: &str) -> Error {
+    let (holders, refcnt, ifaces) = users(host, name);
+    let why = reasons(&holders, refcnt, &ifaces);
     let mut e = Error::new(
         Kind::System,
         format!(
