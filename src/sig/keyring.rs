@@ -191,17 +191,8 @@ impl Keyring {
             let mut added = Vec::new();
             pending.retain(|(fpr, anchor, state)| {
                 let i = anchor.cert;
-                let cert = &k.certs[i];
-                let valid = cert
-                    .details
-                    .users
-                    .iter()
-                    .zip(&state.uids)
-                    .filter(|(_, u)| u.bound)
-                    .any(|(user, _)| {
-                        let facts = trust::uid_certifications(cert, i, user, &k.anchors, &k.certs);
-                        trust::count_certifiers(&facts, &k.anchors, now).valid()
-                    });
+                let valid =
+                    trust::valid_uid(&k.certs[i], i, state, &k.anchors, &k.certs, now).is_ok();
                 if valid {
                     added.push((fpr.clone(), anchor.clone()));
                 }

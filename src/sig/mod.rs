@@ -436,24 +436,9 @@ fn check_signer<'k>(
     let user_id = if keyring.is_main_key(&fpr) {
         state.display_uid().map(String::from)
     } else {
-        let mut best = 0;
-        let mut trusted = None;
-        for (user, uid) in cert.details.users.iter().zip(&state.uids) {
-            if !uid.bound {
-                continue;
-            }
-            let facts =
-                trust::uid_certifications(cert, r.cert, user, &keyring.anchors, &keyring.certs);
-            let c = trust::count_certifiers(&facts, &keyring.anchors, now);
-            if c.valid() {
-                trusted = Some(uid.text.clone());
-                break;
-            }
-            best = best.max(c.distinct);
-        }
-        match trusted {
-            Some(u) => Some(u),
-            None if keyring.is_gnupg() => {
+        match trust::valid_uid(cert, r.cert, &state, &keyring.anchors, &keyring.certs, now) {
+            Ok(uid) => Some(uid.text.clone()),
+            Err(best) if keyring.is_gnupg() => {
                 return Err(verify_error(format!(
                     "key {who} is not trusted: no valid certification by a locally signed \
                      or ultimately trusted key ({best} by marginal ones, needs \
@@ -464,7 +449,7 @@ fn check_signer<'k>(
                      it as pacman does: pacman-key --lsign-key {fpr}"
                 )));
             }
-            None => {
+            Err(best) => {
                 return Err(verify_error(format!(
                     "key {who} is not trusted: only {best} valid main-key certifications \
                      (needs {MARGINALS_NEEDED})"

@@ -400,6 +400,31 @@ impl Certified {
     }
 }
 
+/// The first bound user ID of certificate number `own` that `anchors` make valid; else the
+/// most distinct anchors behind any bound one, for the message that refuses the key.
+pub(crate) fn valid_uid<'s>(
+    cert: &SignedPublicKey,
+    own: usize,
+    state: &'s KeyState,
+    anchors: &HashMap<String, AnchorInfo>,
+    certs: &[SignedPublicKey],
+    now: i64,
+) -> std::result::Result<&'s UidState, usize> {
+    let mut best = 0;
+    for (user, uid) in cert.details.users.iter().zip(&state.uids) {
+        if !uid.bound {
+            continue;
+        }
+        let facts = uid_certifications(cert, own, user, anchors, certs);
+        let c = count_certifiers(&facts, anchors, now);
+        if c.valid() {
+            return Ok(uid);
+        }
+        best = best.max(c.distinct);
+    }
+    Err(best)
+}
+
 /// Counts the main keys standing behind a user ID, as GnuPG's trust model does with
 /// pacman-key's setup: a certification counts if its main key is one we trust (marginal or
 /// better), was valid when it certified, the certification has not expired, and the same
