@@ -152,21 +152,22 @@ fn fetch_pkg(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
     }
 
     let skip_verify = m.get_flag("skip_verify");
-    let keyring = if skip_verify {
+    if skip_verify {
         ctx.warn("--skip-verify: signatures are NOT checked; anything the mirror sends is accepted");
-        None
-    } else {
-        Some(Keyring::find_all(&ctx.root, &ctx.host, &ctx::paths(m, "keyring"))?)
-    };
+    }
+    let date = m.get_one::<String>("date").cloned();
+    // A dry run with the network says what it would look up: no keyring, no directory.
+    if ctx.dry_run && !offline {
+        let f = Fetcher { ctx, client, mirrors, out, keys: None, offline };
+        return f.plan(&wanted, date.as_deref());
+    }
+    let keyring =
+        if skip_verify { None } else { Some(Keyring::find_all(&ctx.root, &ctx.host, &ctx::paths(m, "keyring"))?) };
     if !ctx.dry_run {
         std::fs::create_dir_all(&out).map_err(|e| Error::path(e, &out))?;
     }
     let keys = keyring.as_ref().map(|k| k.iter().collect());
     let f = Fetcher { ctx, client, mirrors, out, keys, offline };
-    let date = m.get_one::<String>("date").cloned();
-    if ctx.dry_run && !offline {
-        return f.plan(&wanted, date.as_deref());
-    }
     let chosen = f.resolve(&wanted, date.as_deref())?;
     let mut results = Vec::new();
     for c in &chosen {
@@ -181,10 +182,9 @@ fn fetch_pkg(ctx: &Ctx, m: &ArgMatches) -> Result<u8> {
 
 impl Fetcher<'_> {
     fn client(&self) -> Result<&Client> {
-        self.client.as_ref().ok_or_else(|| match self.offline {
-            true => Error::usage("--offline: no network access"),
-            false => Error::usage("a dry run asks no server"),
-        })
+        // None only with --offline: a dry run with the network stops at its plan before any
+        // server would be asked.
+        self.client.as_ref().ok_or_else(|| Error::usage("--offline: no network access"))
     }
 
     /// Runs `f` against each mirror in turn until one answers.
