@@ -382,7 +382,7 @@ impl Fetcher<'_> {
                     let (_, checked) = sig::check_file_any(keys, &dest, &sig).map_err(|e| e.context(c.file.clone()))?;
                     (checked.sha256, Some(checked.signature))
                 }
-                None => (sha256_file(&dest)?, None),
+                None => (rtool::hash::sha256_file(&dest)?, None),
             };
             if let Some(want) = &c.sha256 {
                 if &sum != want {
@@ -509,10 +509,5 @@ fn result(c: &Candidate, dest: &Path, sum: &str, cached: bool) -> Json {
         .with("path", dest.display().to_string())
         .with("sha256", sum)
         .with("cached", cached)
-}
-
-fn sha256_file(p: &Path) -> Result<String> {
-    let f = std::fs::File::open(p).map_err(|e| Error::path(e, p))?;
-    rtool::hash::sha256_hex(f).map_err(|e| Error::path(e, p))
 }
 

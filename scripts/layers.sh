@@ -31,7 +31,7 @@ paths:
 units:
 text:
 json:
-hash:
+hash:        error
 decompress:  error
 progress:    units
 report:      json text

@@ -55,6 +55,12 @@ pub fn sha256_hex(r: impl Read) -> io::Result<String> {
     Ok(hex(&h.finalize()))
 }
 
+/// The SHA-256 of the file at `p`, lower-case hex; errors name the file.
+pub fn sha256_file(p: &std::path::Path) -> crate::error::Result<String> {
+    let f = std::fs::File::open(p).map_err(|e| crate::error::Error::path(e, p))?;
+    sha256_hex(f).map_err(|e| crate::error::Error::path(e, p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -223,11 +223,7 @@ pub fn write_atomic(to: &Path, data: &[u8], mode: u32) -> Result<String> {
     )))
 }
 
-/// The SHA-256 of a file, in hex.
-pub fn sha256_file(p: &Path) -> Result<String> {
-    let f = File::open(p).at(p)?;
-    crate::hash::sha256_hex(f).map_err(|e| Error::path(e, p))
-}
+pub use crate::hash::sha256_file;
 
 /// `SHA256SUMS`: path (relative to the stick, `/`-separated) → hex digest.
 pub type Sums = BTreeMap<String, String>;
