@@ -87,7 +87,7 @@ pub fn run(ctx: &Ctx, _m: &ArgMatches) -> Result<u8> {
     let mut findings = Vec::new();
     // The next steps as commands to paste at this prompt: run inside the system through
     // `rtool chroot` when it is mounted elsewhere, rtool's own applets given its --root.
-    let root_arg = if ctx.root_is_host() { String::new() } else { format!(" --root {}", ctx.root.display()) };
+    let root_arg = ctx.root_arg();
     let inside = |cmd: String| {
         if ctx.root_is_host() {
             format!("`{cmd}`")

@@ -256,14 +256,6 @@ fn list(ctx: &Ctx, user: &str) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// ` --root DIR` when the target is not the running system, for hints.
-fn root_arg(ctx: &Ctx) -> String {
-    match ctx.root_is_host() {
-        true => String::new(),
-        false => format!(" --root {}", ctx.root.display()),
-    }
-}
-
 fn remove(ctx: &Ctx, user: &str, a: &ArgMatches) -> Result<u8> {
     ctx.require_root(&format!("it writes the authorized_keys of {user} below {}", ctx.root.display()))?;
     let mut wanted = Vec::new();
@@ -280,7 +272,7 @@ fn remove(ctx: &Ctx, user: &str, a: &ArgMatches) -> Result<u8> {
     if let Some(unknown) = wanted.iter().find(|w| !gone.iter().any(|k| k.fingerprint() == **w)) {
         return Err(Error::new(Kind::Missing, format!("{}: no key with fingerprint {unknown}", file.path.display()))
             .context("nothing removed")
-            .hint(format!("`rtool pubkey list --user {user}{}` shows the fingerprints", root_arg(ctx))));
+            .hint(format!("`rtool pubkey list --user {user}{}` shows the fingerprints", ctx.root_arg())));
     }
     let verb = if ctx.dry_run { "would remove" } else { "removed" };
     if !ctx.dry_run {

@@ -174,6 +174,14 @@ impl Ctx {
         self.root == self.host
     }
 
+    /// ` --root DIR` for a command to paste in a hint, or nothing when the root is the host.
+    pub fn root_arg(&self) -> String {
+        match self.root_is_host() {
+            true => String::new(),
+            false => format!(" --root {}", self.root.display()),
+        }
+    }
+
     /// Standard output, for the result.
     pub fn out(&self) -> io::StdoutLock<'static> {
         io::stdout().lock()

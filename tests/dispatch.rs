@@ -332,7 +332,12 @@ fn errors_are_json_on_stdout_when_json_is_asked_for() {
             "exit is a number: {j}"
         );
         assert!(e["message"].as_str().unwrap().contains(said), "{j}");
-        assert!(e["hint"].is_string() || e["hint"].is_null(), "{j}");
+        // Always there: a string, or null when the error has no hint.
+        assert!(
+            e.as_object().is_some_and(|o| o.contains_key("hint"))
+                && (e["hint"].is_string() || e["hint"].is_null()),
+            "{j}"
+        );
         assert!(
             d.stderr().contains(&format!("{applet}: error: ")),
             "{}",
@@ -369,4 +374,8 @@ fn errors_are_json_on_stdout_when_json_is_asked_for() {
     // Without --json, stdout stays empty; after `--` it belongs to the command.
     let d = rtool(["doctor", "--jsn"]).run();
     assert_eq!((d.code(), d.stdout()), (2, String::new()));
+    let d = rtool(["chroot", "/nonexistent-rtool-root", "--", "ls", "--json"]).run();
+    assert_eq!(d.code(), 2, "{}", d.stderr());
+    assert_eq!(d.stdout(), "", "--json after -- is the command's");
+    assert!(d.stderr().contains("chroot: error: "), "{}", d.stderr());
 }
